@@ -1,0 +1,77 @@
+"""``python -m model_server``: serve one scikit-learn model directory over V1, V2 REST and V2 gRPC.
+
+Accepts every flag of KServe's model server (``--http_port``, ``--grpc_port``, ``--workers``, ...)
+plus the ones below. Each of ours can also be set by an environment variable of the same name in
+upper case with a ``MODEL_SERVER_`` prefix (for the Helm chart and Dockerfile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from kserve import model_server as kserve_model_server
+
+from .artifact import ArtifactError
+from .model import SklearnModel
+from .server import SklearnModelServer
+
+logger = logging.getLogger("model_server")
+
+
+def _env(name: str, default, cast=str):
+    value = os.environ.get(f"MODEL_SERVER_{name.upper()}")
+    return cast(value) if value is not None else default
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m model_server",
+        description="Serve a scikit-learn model (model.joblib / model.pkl / model.pickle, optional "
+        "metadata.json) over KServe's V1, V2 REST and V2 gRPC protocols.",
+        parents=[kserve_model_server.parser],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--model_dir", default=_env("model_dir", "/mnt/models"),
+        help="Directory with the model file (KServe's storage initializer puts it in /mnt/models).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max_batch_size", type=int, default=_env("max_batch_size", 64, int),
+        help="Most rows predicted in one estimator call when concurrent requests are batched; 1 turns batching off.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max_batch_wait_ms", type=float, default=_env("max_batch_wait_ms", 0.0, float),
+        help="How long a request may wait for batch mates when the estimator is idle. 0: never wait "
+        "(batches still form from requests that arrive while a prediction runs).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max_request_bytes", type=int, default=_env("max_request_bytes", 16 * 1024 * 1024, int),
+        help="Largest accepted HTTP request body; larger ones get 413.",
+    )  # fmt: skip
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    model = SklearnModel(args.model_name, args.model_dir, args.max_batch_size, args.max_batch_wait_ms)
+    try:
+        model.load()
+    except (ArtifactError, ValueError) as exc:
+        logging.basicConfig()
+        logger.error("cannot serve %s: %s", args.model_dir, exc)
+        sys.exit(1)
+    server = SklearnModelServer(
+        max_request_bytes=args.max_request_bytes,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        workers=args.workers,
+        enable_grpc=args.enable_grpc,
+    )
+    server.start([model])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""Wire formats: V1 JSON, V2 REST JSON with the binary tensor extension, V2 gRPC tensors.
+
+Decoding turns bytes into ``Tensor`` objects (numpy arrays of the declared shape) or V1 rows;
+``schema.py`` then checks them against the model. Decoding errors are client errors
+(``InvalidInput``: HTTP 400 / gRPC INVALID_ARGUMENT) that name the tensor at fault.
+
+Why not KServe's own codec: it parses every V2 REST body through pydantic (slow), rejects plain
+JSON requests from ``tritonclient.http`` with ``binary_data=False`` ("received byte inputs, but the
+inference-header-content-length header is missing"), and turns malformed tensors into 500s.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+from kserve.errors import InvalidInput
+
+INFERENCE_HEADER_LENGTH = "inference-header-content-length"
+
+NUMPY_DTYPES = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8), "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}  # fmt: skip
+# Which numpy kinds JSON data may decode to for each datatype family (ints are fine as floats).
+ACCEPTED_KINDS = {"BOOL": "b", "UINT": "iu", "INT": "iu", "FP": "iuf"}
+
+
+@dataclass
+class Tensor:
+    name: str
+    datatype: str
+    data: np.ndarray  # already in the declared shape
+
+
+@dataclass
+class V2Request:
+    id: str | None
+    inputs: list[Tensor]
+    outputs: list[str] | None = None  # requested output names, None = the defaults
+    binary_outputs: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Output:
+    name: str
+    datatype: str
+    data: np.ndarray
+
+
+def loads_json(body: bytes) -> object:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+
+
+# -- V1 ---------------------------------------------------------------------------------------
+
+
+def v1_instances(doc: object) -> tuple[list, dict]:
+    """The rows and parameters of a V1 ``{"instances": [...], "parameters": {...}}`` body."""
+    if not isinstance(doc, dict):
+        raise InvalidInput('expected a JSON object like {"instances": [[...], ...]}')
+    if "instances" not in doc:
+        hint = ' (this is the V1 endpoint; V2 "inputs" go to /v2/models/{name}/infer)' if "inputs" in doc else ""
+        raise InvalidInput(f'missing "instances"{hint}')
+    parameters = doc.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidInput('"parameters" must be an object')
+    return doc["instances"], parameters
+
+
+# -- V2 REST ----------------------------------------------------------------------------------
+
+
+def decode_v2_rest(body: bytes, header_length: str | None) -> V2Request:
+    """A V2 REST body; with the binary extension the JSON header is followed by tensor bytes."""
+    binary = b""
+    if header_length is not None:
+        try:
+            n = int(header_length)
+        except ValueError:
+            raise InvalidInput(f"{INFERENCE_HEADER_LENGTH} must be an integer, got {header_length!r}") from None
+        if not 0 <= n <= len(body):
+            raise InvalidInput(f"{INFERENCE_HEADER_LENGTH} is {n}, but the body has {len(body)} bytes")
+        body, binary = body[:n], memoryview(body)[n:]
+    doc = loads_json(body)
+    if not isinstance(doc, dict):
+        raise InvalidInput('expected a JSON object like {"inputs": [...]}')
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise InvalidInput('"inputs" must be a non-empty list of tensors')
+    offset = 0
+    tensors = []
+    for i, spec in enumerate(inputs):
+        tensor, used = _decode_rest_tensor(i, spec, binary, offset)
+        tensors.append(tensor)
+        offset += used
+    if offset != len(binary):
+        raise InvalidInput(f"binary inputs declare {offset} bytes, the body carries {len(binary)}")
+    parameters = _object(doc.get("parameters"), '"parameters"')
+    all_binary = bool(parameters.get("binary_data_output", False))
+    outputs, binary_outputs = None, set()
+    if doc.get("outputs") is not None:
+        if not isinstance(doc["outputs"], list):
+            raise InvalidInput('"outputs" must be a list of {"name": ...} objects')
+        outputs = []
+        for spec in doc["outputs"]:
+            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+                raise InvalidInput('each requested output must be an object with a string "name"')
+            outputs.append(spec["name"])
+            if _object(spec.get("parameters"), "output parameters").get("binary_data", all_binary):
+                binary_outputs.add(spec["name"])
+    elif all_binary:
+        binary_outputs = {"*"}
+    request_id = doc.get("id")
+    return V2Request(str(request_id) if request_id is not None else None, tensors, outputs, binary_outputs)
+
+
+def _decode_rest_tensor(i: int, spec: object, binary: memoryview, offset: int) -> tuple[Tensor, int]:
+    if not isinstance(spec, dict):
+        raise InvalidInput(f"inputs[{i}] must be an object with name, datatype, shape and data")
+    name = spec.get("name")
+    if not isinstance(name, str):
+        raise InvalidInput(f"inputs[{i}] needs a string \"name\"")
+    datatype = _datatype(name, spec.get("datatype"))
+    shape = _shape(name, spec.get("shape"))
+    size = _binary_size(name, spec.get("parameters"))
+    if size is not None:
+        if "data" in spec:
+            raise InvalidInput(f"input '{name}' has both \"data\" and binary_data_size")
+        if offset + size > len(binary):
+            raise InvalidInput(f"input '{name}' declares {size} binary bytes, only {len(binary) - offset} remain")
+        return Tensor(name, datatype, tensor_from_bytes(name, datatype, shape, binary[offset : offset + size])), size
+    if "data" not in spec:
+        raise InvalidInput(f"input '{name}' has no \"data\"")
+    return Tensor(name, datatype, tensor_from_json(name, datatype, shape, spec["data"])), 0
+
+
+def tensor_from_json(name: str, datatype: str, shape: list[int], data: object) -> np.ndarray:
+    if not isinstance(data, list):
+        data = [data]
+    expected = math.prod(shape)
+    if datatype == "BYTES":
+        flat = np.array(data, dtype=object).ravel() if data else np.empty(0, dtype=object)
+        if not all(isinstance(v, str) for v in flat):
+            raise InvalidInput(f"input '{name}' is BYTES: its data must be strings")
+        array = flat
+    else:
+        try:
+            array = np.array(data)
+        except (ValueError, TypeError):
+            raise InvalidInput(f"input '{name}': data is ragged (nested lists of unequal length)") from None
+        family = datatype.rstrip("0123456789")
+        if array.size and array.dtype.kind not in ACCEPTED_KINDS[family]:
+            found = {"U": "strings", "O": "null, nested or mixed values", "f": "fractional numbers", "b": "booleans"}
+            raise InvalidInput(
+                f"input '{name}' is {datatype}, but its data holds {found.get(array.dtype.kind, array.dtype.name)}"
+            )
+        array = array.ravel().astype(NUMPY_DTYPES[datatype], copy=False)
+    if array.size != expected:
+        raise InvalidInput(f"input '{name}': shape {shape} needs {expected} values, data has {array.size}")
+    return array.reshape(shape)
+
+
+def tensor_from_bytes(name: str, datatype: str, shape: list[int], raw) -> np.ndarray:
+    expected = math.prod(shape)
+    if datatype == "BYTES":
+        array = _split_length_prefixed(name, bytes(raw))
+    else:
+        itemsize = NUMPY_DTYPES[datatype].itemsize
+        if len(raw) != expected * itemsize:
+            raise InvalidInput(
+                f"input '{name}': shape {shape} of {datatype} needs {expected * itemsize} bytes, got {len(raw)}"
+            )
+        array = np.frombuffer(raw, dtype=NUMPY_DTYPES[datatype].newbyteorder("<"))
+    if array.size != expected:
+        raise InvalidInput(f"input '{name}': shape {shape} needs {expected} values, data has {array.size}")
+    return array.reshape(shape)
+
+
+def _split_length_prefixed(name: str, raw: bytes) -> np.ndarray:
+    """BYTES elements on the wire: a 4-byte little-endian length, then that many bytes."""
+    items, pos = [], 0
+    while pos < len(raw):
+        if pos + 4 > len(raw):
+            raise InvalidInput(f"input '{name}': truncated BYTES element length")
+        (n,) = struct.unpack_from("<I", raw, pos)
+        pos += 4
+        if pos + n > len(raw):
+            raise InvalidInput(f"input '{name}': BYTES element runs past the end of the data")
+        items.append(raw[pos : pos + n])
+        pos += n
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
+
+
+def _datatype(name: str, datatype: object) -> str:
+    if not isinstance(datatype, str) or datatype.upper() not in NUMPY_DTYPES:
+        raise InvalidInput(
+            f"input '{name}': unknown datatype {datatype!r}; expected one of {', '.join(NUMPY_DTYPES)}"
+        )
+    return datatype.upper()
+
+
+def _shape(name: str, shape: object) -> list[int]:
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise InvalidInput(f"input '{name}': shape must be a list of integers, got {shape!r}")
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f"input '{name}': shape {shape} has a negative dimension")
+    return shape
+
+
+def _binary_size(name: str, parameters: object) -> int | None:
+    size = _object(parameters, f"input '{name}' parameters").get("binary_data_size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise InvalidInput(f"input '{name}': binary_data_size must be a non-negative integer")
+    return size
+
+
+def _object(value: object, what: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} must be an object")
+    return value
+
+
+def encode_v2_rest(
+    model_name: str, model_version: str, request_id: str | None, outputs: list[Output], binary: set[str]
+) -> tuple[bytes, dict[str, str]]:
+    """The V2 response; outputs named in ``binary`` (or all, with "*") go as raw bytes after the JSON."""
+    specs, chunks = [], []
+    for out in outputs:
+        spec = {"name": out.name, "datatype": out.datatype, "shape": list(out.data.shape)}
+        if out.name in binary or "*" in binary:
+            raw = tensor_to_bytes(out.datatype, out.data)
+            spec["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            spec["data"] = out.data.ravel().tolist()
+        specs.append(spec)
+    doc = {"model_name": model_name, "model_version": model_version, "outputs": specs}
+    if request_id is not None:
+        doc["id"] = request_id
+    header = orjson.dumps(doc)
+    if not chunks:
+        return header, {"content-type": "application/json"}
+    return b"".join([header, *chunks]), {
+        "content-type": "application/octet-stream",
+        INFERENCE_HEADER_LENGTH: str(len(header)),
+    }
+
+
+def tensor_to_bytes(datatype: str, data: np.ndarray) -> bytes:
+    if datatype == "BYTES":
+        parts = []
+        for value in data.ravel():
+            item = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+            parts.append(struct.pack("<I", len(item)) + item)
+        return b"".join(parts)
+    return np.ascontiguousarray(data, dtype=NUMPY_DTYPES[datatype].newbyteorder("<")).tobytes()
+
+
+def datatype_of(array: np.ndarray) -> str:
+    """The V2 datatype for a prediction array (object/str arrays are BYTES)."""
+    for datatype, dtype in NUMPY_DTYPES.items():
+        if datatype != "BYTES" and array.dtype == dtype:
+            return datatype
+    return "BYTES"

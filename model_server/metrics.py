@@ -1,0 +1,17 @@
+"""Prometheus metrics of our own; KServe's (request_predict_seconds, ...) stay as they are.
+
+Both are served by KServe's /metrics endpoint from the default registry.
+"""
+
+from prometheus_client import Counter, Histogram
+
+BATCH_ROWS = Histogram(
+    "model_server_batch_size",
+    "Rows per estimator call (after micro-batching concurrent requests)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+REQUESTS = Counter(
+    "model_server_requests_total",
+    "Inference requests answered, by protocol (v1, v2, grpc) and status code",
+    ["protocol", "code"],
+)

@@ -1,0 +1,210 @@
+"""``SklearnModel``: KServe's model lifecycle (load / preprocess / predict / postprocess).
+
+preprocess  decoded request (V1 dict, V2 tensors, KServe InferRequest) -> validated ``X``
+predict     ``X`` -> the requested outputs, micro-batched with concurrent requests, off the loop
+postprocess outputs -> the protocol's response (V1 dict, V2 outputs, KServe InferResponse)
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from kserve import Model
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from .artifact import ModelArtifact
+from .batching import MicroBatcher
+from .codec import Output, Tensor, V2Request, datatype_of, tensor_from_bytes, tensor_from_json, v1_instances
+from .codec import _datatype, _shape
+from .schema import InputSchema
+
+logger = logging.getLogger(__name__)
+
+PREDICT, PROBA, LABEL = "predict", "predict_proba", "label"
+V1_OUTPUT_PARAMETERS = {"probabilities": PROBA, "labels": LABEL}
+
+
+@dataclass
+class PreparedRequest:
+    """What preprocess hands to predict, and predict to postprocess."""
+
+    X: object
+    outputs: list[str]
+    source: object  # the decoded request: dict (V1), V2Request, or InferRequest
+    predictions: dict = field(default_factory=dict)
+
+
+@dataclass
+class V2Response:
+    model_name: str
+    model_version: str
+    id: str | None
+    outputs: list[Output]
+    binary_outputs: set[str]
+
+
+class SklearnModel(Model):
+    def __init__(self, name: str, model_dir: str, max_batch_size: int = 64, max_batch_wait_ms: float = 0.0):
+        super().__init__(name)
+        self.model_dir = model_dir
+        self.max_batch_size = max_batch_size
+        self.max_batch_wait_ms = max_batch_wait_ms
+        self.artifact: ModelArtifact | None = None
+
+    # -- load ------------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        self.artifact = ModelArtifact.load(self.model_dir)
+        estimator = self.artifact.estimator
+        self.estimator = estimator
+        self.version = self.artifact.version
+        self.schema = InputSchema.for_estimator(estimator, self.artifact.features)
+        self.output_types = self._derive_output_types()
+        # One thread: predict calls never overlap, and batches grow while one runs.
+        executor = ThreadPoolExecutor(1, thread_name_prefix="predict", initializer=_quiet_sklearn)
+        self.batcher = MicroBatcher(
+            self._predict_batch, executor, self.max_batch_size, self.max_batch_wait_ms / 1000
+        )
+        self.ready = True
+        logger.info(
+            "loaded %s (%s, sha256 %s, version %s, %s features)",
+            self.artifact.path, type(estimator).__name__, self.artifact.sha256[:12],
+            self.version, self.schema.n_features,
+        )  # fmt: skip
+        return self.ready
+
+    def _derive_output_types(self) -> dict[str, dict]:
+        estimator = self.estimator
+        classes = getattr(estimator, "classes_", None)
+        if classes is None:
+            return {PREDICT: {"datatype": "FP64", "shape": [-1]}}
+        classes = np.asarray(classes)
+        labels = self.artifact.class_labels
+        if labels is not None and len(labels) != len(classes):
+            raise ValueError(f"metadata has {len(labels)} class_labels, the estimator has {len(classes)} classes")
+        self.class_labels = np.array([str(c) for c in (labels or classes)], dtype=object)
+        types = {PREDICT: {"datatype": datatype_of(classes), "shape": [-1]}, LABEL: {"datatype": "BYTES", "shape": [-1]}}
+        if hasattr(estimator, "predict_proba"):
+            types[PROBA] = {"datatype": "FP64", "shape": [-1, len(classes)]}
+        return types
+
+    def get_input_types(self) -> list[dict]:
+        if self.schema.features:
+            return [{"name": f.name, "datatype": f.datatype, "shape": [-1]} for f in self.schema.features]
+        return [{"name": "input-0", "datatype": "FP64", "shape": [-1, self.schema.n_features or -1]}]
+
+    def get_output_types(self) -> list[dict]:
+        return [{"name": name, **spec} for name, spec in self.output_types.items()]
+
+    # -- preprocess --------------------------------------------------------------------------
+
+    async def preprocess(self, payload, headers=None) -> PreparedRequest:
+        if isinstance(payload, V2Request):
+            return PreparedRequest(self.schema.from_tensors(payload.inputs), self._v2_outputs(payload.outputs), payload)
+        if isinstance(payload, InferRequest):
+            request = v2_request_from_kserve(payload)
+            return PreparedRequest(self.schema.from_tensors(request.inputs), self._v2_outputs(request.outputs), payload)
+        instances, parameters = v1_instances(payload)
+        outputs = [PREDICT]
+        for parameter, output in V1_OUTPUT_PARAMETERS.items():
+            if parameters.get(parameter):
+                if output not in self.output_types:
+                    raise InvalidInput(f'parameter "{parameter}" is not available for {type(self.estimator).__name__}')
+                outputs.append(output)
+        return PreparedRequest(self.schema.from_rows(instances), outputs, payload)
+
+    def _v2_outputs(self, requested: list[str] | None) -> list[str]:
+        if requested is None:
+            return [PREDICT]
+        unknown = [name for name in requested if name not in self.output_types]
+        if unknown:
+            raise InvalidInput(f"unknown outputs {unknown}; this model has {list(self.output_types)}")
+        return requested or [PREDICT]
+
+    # -- predict ------------------------------------------------------------------------------
+
+    async def predict(self, request: PreparedRequest, headers=None) -> PreparedRequest:
+        request.predictions = await self.batcher.predict(request.X, frozenset(request.outputs))
+        return request
+
+    def _predict_batch(self, X, outputs: frozenset) -> dict[str, np.ndarray]:
+        """Runs in the predict thread, on a whole batch."""
+        estimator = self.estimator
+        try:
+            result = {}
+            if PREDICT in outputs or LABEL in outputs:
+                result[PREDICT] = np.asarray(estimator.predict(X))
+            if LABEL in outputs:
+                index = np.searchsorted(estimator.classes_, result[PREDICT])
+                result[LABEL] = self.class_labels[index]
+            if PROBA in outputs:
+                result[PROBA] = np.asarray(estimator.predict_proba(X), dtype=np.float64)
+            return result
+        except ValueError as exc:
+            # Shape and types were checked already; a ValueError left is about the values
+            # themselves (say, a category the fitted encoder has never seen): the client's to fix.
+            raise InvalidInput(f"the model rejected the input: {exc}") from exc
+        except Exception:
+            logger.exception("model %s failed in predict", self.name)
+            raise
+
+    # -- postprocess ----------------------------------------------------------------------------
+
+    async def postprocess(self, request: PreparedRequest, headers=None, response_headers=None):
+        predictions, source = request.predictions, request.source
+        if isinstance(source, dict):  # V1
+            body = {"predictions": predictions[PREDICT].tolist()}
+            for parameter, output in V1_OUTPUT_PARAMETERS.items():
+                if output in predictions:
+                    body[parameter] = predictions[output].tolist()
+            return body
+        outputs = [self._output(name, predictions[name]) for name in request.outputs]
+        if isinstance(source, V2Request):
+            return V2Response(self.name, self.version, source.id, outputs, source.binary_outputs)
+        infer_outputs = []
+        for out in outputs:
+            infer_output = InferOutput(out.name, list(out.data.shape), out.datatype)
+            infer_output.set_data_from_numpy(out.data, binary_data=source.from_grpc)
+            infer_outputs.append(infer_output)
+        return InferResponse(
+            response_id=source.id or "", model_name=self.name, model_version=self.version,
+            infer_outputs=infer_outputs, from_grpc=source.from_grpc,
+        )  # fmt: skip
+
+    def _output(self, name: str, data: np.ndarray) -> Output:
+        return Output(name, self.output_types[name]["datatype"], data)
+
+
+def v2_request_from_kserve(request: InferRequest) -> V2Request:
+    """KServe's decoded InferRequest (the gRPC path) as our V2Request, checked like REST input."""
+    tensors = []
+    for tensor in request.inputs:
+        datatype = _datatype(tensor.name, tensor.datatype)
+        shape = _shape(tensor.name, [int(d) for d in tensor.shape])
+        raw = getattr(tensor, "_raw_data", None)  # KServe keeps raw_input_contents here
+        if raw is not None:
+            data = tensor_from_bytes(tensor.name, datatype, shape, raw)
+        else:
+            values = tensor.data if tensor.data is not None else []
+            if datatype == "BYTES":
+                values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
+            data = tensor_from_json(tensor.name, datatype, shape, list(values))
+        tensors.append(Tensor(tensor.name, datatype, data))
+    if not tensors:
+        raise InvalidInput("the request has no inputs")
+    outputs = [o.name for o in request.request_outputs] if request.request_outputs else None
+    return V2Request(request.id, tensors, outputs)
+
+
+def _quiet_sklearn() -> None:
+    """Predict-thread setup: our schema check already did scikit-learn's validation work."""
+    import sklearn
+
+    sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
+    # Estimators fitted on DataFrames warn on every ndarray call; the columns are in fit order.
+    warnings.filterwarnings("ignore", message="X does not have valid feature names")

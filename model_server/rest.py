@@ -1,0 +1,136 @@
+"""HTTP transport for the two hot routes, in front of KServe's FastAPI app.
+
+``POST /v1/models/{name}:predict`` and ``POST /v2/models/{name}[/versions/{v}]/infer`` are answered
+here as plain ASGI; every other route (health, metadata, /metrics, /openapi.json, repository,
+CloudEvents on V1) passes through to KServe's own app unchanged.
+
+Why not KServe's routes: they run each request through FastAPI dependency injection and pydantic
+(the larger part of their per-request cost), answer a JSON body sent as a form (``curl -d``) with
+500, reject ``tritonclient`` JSON requests, and have no request size limit.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+
+from .codec import INFERENCE_HEADER_LENGTH, decode_v2_rest, encode_v2_rest, loads_json
+from .metrics import REQUESTS
+
+logger = logging.getLogger(__name__)
+
+V1_PREFIX, V1_SUFFIX = "/v1/models/", ":predict"
+V2_PREFIX, V2_SUFFIX = "/v2/models/", "/infer"
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class InferenceRoutes:
+    def __init__(self, app, registry, max_body_bytes: int):
+        self.app = app
+        self.registry = registry
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            body = await self._read_body(receive, headers)
+        except BodyTooLarge:
+            return await _respond(send, 413, _error(f"request body exceeds {self.max_body_bytes} bytes"))
+        route = _match(scope["path"])
+        if route is None or _is_cloudevent(headers):
+            # KServe's route does the CloudEvents decoding and encoding; it gets the body we read.
+            return await self.app(scope, _replay(body, receive), send)
+        protocol, name, version = route
+        status, payload, extra_headers = await self._infer(protocol, name, version, body, headers)
+        REQUESTS.labels(protocol, str(status)).inc()
+        await _respond(send, status, payload, extra_headers)
+
+    async def _read_body(self, receive, headers: dict) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise BodyTooLarge
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _infer(self, protocol: str, name: str, version: str | None, body: bytes, headers: dict):
+        try:
+            model = self.registry.get_model(name)
+            if model is None:
+                raise ModelNotFound(name)
+            if not model.ready:
+                raise ModelNotReady(name)
+            if version is not None and version != model.version:
+                return 404, _error(f"model {name} has version {model.version}, not {version}"), None
+            if protocol == "v1":
+                result, _ = await model(loads_json(body), headers)
+                return 200, orjson.dumps(result), None
+            request = decode_v2_rest(body, headers.get(INFERENCE_HEADER_LENGTH))
+            response, _ = await model(request, headers)
+            out, response_headers = encode_v2_rest(
+                response.model_name, response.model_version, response.id, response.outputs, response.binary_outputs
+            )
+            return 200, out, response_headers
+        except InvalidInput as exc:
+            return 400, _error(str(exc)), None
+        except ModelNotFound as exc:
+            return 404, _error(str(exc)), None
+        except ModelNotReady as exc:
+            return 503, _error(str(exc)), None
+        except Exception as exc:
+            logger.exception("inference on model %s failed", name)
+            return 500, _error(f"model {name} failed: {type(exc).__name__}: {exc}"), None
+
+
+def _match(path: str) -> tuple[str, str, str | None] | None:
+    if path.startswith(V1_PREFIX) and path.endswith(V1_SUFFIX):
+        return "v1", path[len(V1_PREFIX) : -len(V1_SUFFIX)], None
+    if path.startswith(V2_PREFIX) and path.endswith(V2_SUFFIX):
+        name = path[len(V2_PREFIX) : -len(V2_SUFFIX)]
+        name, sep, version = name.partition("/versions/")
+        if "/" not in name and "/" not in version:
+            return "v2", name, version if sep else None
+    return None
+
+
+def _is_cloudevent(headers: dict) -> bool:
+    return "ce-specversion" in headers or headers.get("content-type", "").startswith("application/cloudevents")
+
+
+def _replay(body: bytes, receive):
+    sent = False
+
+    async def replayed():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: wait for the disconnect as usual
+
+    return replayed
+
+
+def _error(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+async def _respond(send, status: int, body: bytes, headers: dict | None = None) -> None:
+    raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()] if headers else list(JSON_HEADERS)
+    raw_headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
