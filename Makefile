@@ -1,0 +1,32 @@
+# One command to serve the demo model (`make run`), one to run every test (`make test`).
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+MODEL_NAME ?= iris
+MODEL_DIR ?= models/iris
+HTTP_PORT ?= 8080
+GRPC_PORT ?= 8081
+
+.PHONY: venv demo-model run test
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(MODEL_DIR)/model.joblib: | venv
+	$(PYTHON) -m model_server.demo $(MODEL_DIR)
+
+demo-model: $(MODEL_DIR)/model.joblib
+
+run: venv demo-model
+	@echo "Serving $(MODEL_DIR) as '$(MODEL_NAME)': HTTP :$(HTTP_PORT), gRPC :$(GRPC_PORT). Try:"
+	@echo "  curl -s localhost:$(HTTP_PORT)/v1/models/$(MODEL_NAME):predict -d '{\"instances\": [[5.1, 3.5, 1.4, 0.2]]}'"
+	@echo "  curl -s localhost:$(HTTP_PORT)/v2/models/$(MODEL_NAME)/infer -d '{\"inputs\": [{\"name\": \"x\", \"datatype\": \"FP64\", \"shape\": [1, 4], \"data\": [5.1, 3.5, 1.4, 0.2]}]}'"
+	@echo "  curl -s localhost:$(HTTP_PORT)/v2/models/$(MODEL_NAME)"
+	$(PYTHON) -m model_server --model_name $(MODEL_NAME) --model_dir $(MODEL_DIR) --http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
+
+test: venv
+	$(PYTHON) -m pytest
