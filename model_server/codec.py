@@ -132,8 +132,8 @@ def _decode_rest_tensor(i: int, spec: object, binary: memoryview, offset: int) -
     name = spec.get("name")
     if not isinstance(name, str):
         raise InvalidInput(f"inputs[{i}] needs a string \"name\"")
-    datatype = _datatype(name, spec.get("datatype"))
-    shape = _shape(name, spec.get("shape"))
+    datatype = check_datatype(name, spec.get("datatype"))
+    shape = check_shape(name, spec.get("shape"))
     size = _binary_size(name, spec.get("parameters"))
     if size is not None:
         if "data" in spec:
@@ -149,7 +149,6 @@ def _decode_rest_tensor(i: int, spec: object, binary: memoryview, offset: int) -
 def tensor_from_json(name: str, datatype: str, shape: list[int], data: object) -> np.ndarray:
     if not isinstance(data, list):
         data = [data]
-    expected = math.prod(shape)
     if datatype == "BYTES":
         flat = np.array(data, dtype=object).ravel() if data else np.empty(0, dtype=object)
         if not all(isinstance(v, str) for v in flat):
@@ -167,9 +166,7 @@ def tensor_from_json(name: str, datatype: str, shape: list[int], data: object) -
                 f"input '{name}' is {datatype}, but its data holds {found.get(array.dtype.kind, array.dtype.name)}"
             )
         array = array.ravel().astype(NUMPY_DTYPES[datatype], copy=False)
-    if array.size != expected:
-        raise InvalidInput(f"input '{name}': shape {shape} needs {expected} values, data has {array.size}")
-    return array.reshape(shape)
+    return _array_of_size(name, shape, array)
 
 
 def tensor_from_bytes(name: str, datatype: str, shape: list[int], raw) -> np.ndarray:
@@ -183,9 +180,7 @@ def tensor_from_bytes(name: str, datatype: str, shape: list[int], raw) -> np.nda
                 f"input '{name}': shape {shape} of {datatype} needs {expected * itemsize} bytes, got {len(raw)}"
             )
         array = np.frombuffer(raw, dtype=NUMPY_DTYPES[datatype].newbyteorder("<"))
-    if array.size != expected:
-        raise InvalidInput(f"input '{name}': shape {shape} needs {expected} values, data has {array.size}")
-    return array.reshape(shape)
+    return _array_of_size(name, shape, array)
 
 
 def _split_length_prefixed(name: str, raw: bytes) -> np.ndarray:
@@ -205,7 +200,7 @@ def _split_length_prefixed(name: str, raw: bytes) -> np.ndarray:
     return array
 
 
-def _datatype(name: str, datatype: object) -> str:
+def check_datatype(name: str, datatype: object) -> str:
     if not isinstance(datatype, str) or datatype.upper() not in NUMPY_DTYPES:
         raise InvalidInput(
             f"input '{name}': unknown datatype {datatype!r}; expected one of {', '.join(NUMPY_DTYPES)}"
@@ -213,7 +208,7 @@ def _datatype(name: str, datatype: object) -> str:
     return datatype.upper()
 
 
-def _shape(name: str, shape: object) -> list[int]:
+def check_shape(name: str, shape: object) -> list[int]:
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
         raise InvalidInput(f"input '{name}': shape must be a list of integers, got {shape!r}")
     if any(d < 0 for d in shape):
@@ -234,6 +229,62 @@ def _object(value: object, what: str) -> dict:
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} must be an object")
     return value
+
+
+# -- V2 gRPC ----------------------------------------------------------------------------------
+
+# Typed contents field of InferTensorContents for each datatype (FP16 travels only as raw bytes).
+GRPC_CONTENTS_FIELD = {
+    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+}  # fmt: skip
+
+
+def decode_v2_grpc(request) -> V2Request:
+    """A ``ModelInferRequest``: tensors as typed contents or as raw_input_contents."""
+    raw = request.raw_input_contents
+    if not request.inputs:
+        raise InvalidInput("the request has no inputs")
+    if raw and len(raw) != len(request.inputs):
+        raise InvalidInput(f"{len(request.inputs)} inputs but {len(raw)} raw_input_contents")
+    tensors = []
+    for i, spec in enumerate(request.inputs):
+        datatype = check_datatype(spec.name, spec.datatype)
+        shape = check_shape(spec.name, list(spec.shape))
+        if raw:
+            data = tensor_from_bytes(spec.name, datatype, shape, raw[i])
+        elif datatype == "FP16":
+            raise InvalidInput(f"input '{spec.name}': FP16 data must be sent in raw_input_contents")
+        else:
+            values = getattr(spec.contents, GRPC_CONTENTS_FIELD[datatype])
+            data = _array_of_size(spec.name, shape, np.array(values, dtype=NUMPY_DTYPES[datatype]))
+        tensors.append(Tensor(spec.name, datatype, data))
+    outputs = [o.name for o in request.outputs] or None
+    return V2Request(request.id or None, tensors, outputs)
+
+
+def encode_v2_grpc(model_name: str, model_version: str, request_id: str | None, outputs: list[Output]):
+    """The ``ModelInferResponse``; tensors go as raw_output_contents, the compact encoding."""
+    from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferResponse
+
+    return ModelInferResponse(
+        model_name=model_name,
+        model_version=model_version,
+        id=request_id or "",
+        outputs=[
+            ModelInferResponse.InferOutputTensor(name=o.name, datatype=o.datatype, shape=list(o.data.shape))
+            for o in outputs
+        ],
+        raw_output_contents=[tensor_to_bytes(o.datatype, o.data) for o in outputs],
+    )
+
+
+def _array_of_size(name: str, shape: list[int], array: np.ndarray) -> np.ndarray:
+    expected = math.prod(shape)
+    if array.size != expected:
+        raise InvalidInput(f"input '{name}': shape {shape} needs {expected} values, data has {array.size}")
+    return array.reshape(shape)
 
 
 def encode_v2_rest(

@@ -1,8 +1,8 @@
 """``SklearnModel``: KServe's model lifecycle (load / preprocess / predict / postprocess).
 
-preprocess  decoded request (V1 dict, V2 tensors, KServe InferRequest) -> validated ``X``
+preprocess  decoded request (V1 dict, V2Request from REST or gRPC) -> validated ``X``
 predict     ``X`` -> the requested outputs, micro-batched with concurrent requests, off the loop
-postprocess outputs -> the protocol's response (V1 dict, V2 outputs, KServe InferResponse)
+postprocess outputs -> the protocol's response (V1 dict, V2Response)
 """
 
 from __future__ import annotations
@@ -14,13 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from kserve import Model
-from kserve.errors import InvalidInput
-from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 
 from .artifact import ModelArtifact
 from .batching import MicroBatcher
-from .codec import Output, Tensor, V2Request, datatype_of, tensor_from_bytes, tensor_from_json, v1_instances
-from .codec import _datatype, _shape
+from .codec import Output, V2Request, datatype_of, v1_instances
 from .schema import InputSchema
 
 logger = logging.getLogger(__name__)
@@ -35,7 +33,7 @@ class PreparedRequest:
 
     X: object
     outputs: list[str]
-    source: object  # the decoded request: dict (V1), V2Request, or InferRequest
+    source: object  # the decoded request: a V1 dict or a V2Request
     predictions: dict = field(default_factory=dict)
 
 
@@ -106,9 +104,6 @@ class SklearnModel(Model):
     async def preprocess(self, payload, headers=None) -> PreparedRequest:
         if isinstance(payload, V2Request):
             return PreparedRequest(self.schema.from_tensors(payload.inputs), self._v2_outputs(payload.outputs), payload)
-        if isinstance(payload, InferRequest):
-            request = v2_request_from_kserve(payload)
-            return PreparedRequest(self.schema.from_tensors(request.inputs), self._v2_outputs(request.outputs), payload)
         instances, parameters = v1_instances(payload)
         outputs = [PREDICT]
         for parameter, output in V1_OUTPUT_PARAMETERS.items():
@@ -163,42 +158,18 @@ class SklearnModel(Model):
                 if output in predictions:
                     body[parameter] = predictions[output].tolist()
             return body
-        outputs = [self._output(name, predictions[name]) for name in request.outputs]
-        if isinstance(source, V2Request):
-            return V2Response(self.name, self.version, source.id, outputs, source.binary_outputs)
-        infer_outputs = []
-        for out in outputs:
-            infer_output = InferOutput(out.name, list(out.data.shape), out.datatype)
-            infer_output.set_data_from_numpy(out.data, binary_data=source.from_grpc)
-            infer_outputs.append(infer_output)
-        return InferResponse(
-            response_id=source.id or "", model_name=self.name, model_version=self.version,
-            infer_outputs=infer_outputs, from_grpc=source.from_grpc,
-        )  # fmt: skip
-
-    def _output(self, name: str, data: np.ndarray) -> Output:
-        return Output(name, self.output_types[name]["datatype"], data)
+        outputs = [Output(name, self.output_types[name]["datatype"], predictions[name]) for name in request.outputs]
+        return V2Response(self.name, self.version, source.id, outputs, source.binary_outputs)
 
 
-def v2_request_from_kserve(request: InferRequest) -> V2Request:
-    """KServe's decoded InferRequest (the gRPC path) as our V2Request, checked like REST input."""
-    tensors = []
-    for tensor in request.inputs:
-        datatype = _datatype(tensor.name, tensor.datatype)
-        shape = _shape(tensor.name, [int(d) for d in tensor.shape])
-        raw = getattr(tensor, "_raw_data", None)  # KServe keeps raw_input_contents here
-        if raw is not None:
-            data = tensor_from_bytes(tensor.name, datatype, shape, raw)
-        else:
-            values = tensor.data if tensor.data is not None else []
-            if datatype == "BYTES":
-                values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
-            data = tensor_from_json(tensor.name, datatype, shape, list(values))
-        tensors.append(Tensor(tensor.name, datatype, data))
-    if not tensors:
-        raise InvalidInput("the request has no inputs")
-    outputs = [o.name for o in request.request_outputs] if request.request_outputs else None
-    return V2Request(request.id, tensors, outputs)
+def ready_model(registry, name: str) -> "SklearnModel":
+    """The named model from KServe's registry, or the error that says why it cannot answer."""
+    model = registry.get_model(name)
+    if model is None:
+        raise ModelNotFound(name)
+    if not model.ready:
+        raise ModelNotReady(name)
+    return model
 
 
 def _quiet_sklearn() -> None:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import logging
 
 import orjson
-from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 
 from .codec import INFERENCE_HEADER_LENGTH, decode_v2_rest, encode_v2_rest, loads_json
+from .errors import status_of
 from .metrics import REQUESTS
+from .model import ready_model
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +71,7 @@ class InferenceRoutes:
 
     async def _infer(self, protocol: str, name: str, version: str | None, body: bytes, headers: dict):
         try:
-            model = self.registry.get_model(name)
-            if model is None:
-                raise ModelNotFound(name)
-            if not model.ready:
-                raise ModelNotReady(name)
+            model = ready_model(self.registry, name)
             if version is not None and version != model.version:
                 return 404, _error(f"model {name} has version {model.version}, not {version}"), None
             if protocol == "v1":
@@ -86,15 +83,12 @@ class InferenceRoutes:
                 response.model_name, response.model_version, response.id, response.outputs, response.binary_outputs
             )
             return 200, out, response_headers
-        except InvalidInput as exc:
-            return 400, _error(str(exc)), None
-        except ModelNotFound as exc:
-            return 404, _error(str(exc)), None
-        except ModelNotReady as exc:
-            return 503, _error(str(exc)), None
         except Exception as exc:
-            logger.exception("inference on model %s failed", name)
-            return 500, _error(f"model {name} failed: {type(exc).__name__}: {exc}"), None
+            status = status_of(exc)[0]
+            if status == 500:
+                logger.exception("inference on model %s failed", name)
+                return status, _error(f"model {name} failed: {type(exc).__name__}: {exc}"), None
+            return status, _error(str(exc)), None
 
 
 def _match(path: str) -> tuple[str, str, str | None] | None:

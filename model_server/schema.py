@@ -214,7 +214,8 @@ class InputSchema:
 
 
 def _fast_numeric_matrix(rows: list, n_features: int | None) -> np.ndarray | None:
-    """One C-level conversion for the common case; None sends the caller to the checking path."""
+    """One C-level conversion for the common case; None sends the caller to the checking path.
+    (All-boolean rows come out as kind "b" and take the checking path, which also allows them.)"""
     try:
         matrix = np.array(rows)
     except (ValueError, TypeError):
@@ -242,7 +243,8 @@ def _checked_value(value, feature: Feature, row: int, allow_nan: bool):
             return np.nan
         raise InvalidInput(f"{where}: null/NaN is not accepted by this model")
     if feature.numeric:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        # Booleans count as 0/1, as in a V2 BOOL tensor and in numpy's own conversion.
+        if not isinstance(value, (int, float, np.number)):
             raise InvalidInput(f"{where}: expected a number, got {_json_type(value)} {value!r}"[:300])
         return value
     if isinstance(value, bytes):

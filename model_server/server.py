@@ -6,6 +6,7 @@ import kserve.model_server
 from kserve import ModelServer
 from kserve.protocol.dataplane import DataPlane
 
+from .grpc_server import SklearnGRPCServer
 from .rest import InferenceRoutes
 
 
@@ -29,10 +30,22 @@ class ReadinessAwareDataPlane(DataPlane):
 
 
 class SklearnModelServer(ModelServer):
-    def __init__(self, max_request_bytes: int, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, max_request_bytes: int, enable_grpc: bool = True, **kwargs):
+        # KServe's start() would build its own gRPC server; ours is added in start() instead.
+        super().__init__(enable_grpc=False, **kwargs)
+        self.serve_grpc = enable_grpc
         self.dataplane = ReadinessAwareDataPlane(model_registry=self.registered_models)
         # KServe builds its FastAPI app at start(); middleware added now wraps its routes.
         kserve.model_server.app.add_middleware(
             InferenceRoutes, registry=self.registered_models, max_body_bytes=max_request_bytes
         )
+
+    def start(self, models) -> None:
+        if self.serve_grpc:
+            # Set as _grpc_server so that KServe's stop() shuts it down on SIGTERM.
+            self._grpc_server = SklearnGRPCServer(
+                self.grpc_port, self.dataplane, self.model_repository_extension,
+                kwargs=vars(kserve.model_server.args), grace_period=self.grace_period,
+            )  # fmt: skip
+            self.servers.append(self._grpc_server.start(self.max_threads))
+        super().start(models)

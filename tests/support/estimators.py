@@ -1,0 +1,48 @@
+"""Estimators with controlled behaviour, pickled into model directories by the tests.
+
+The server subprocess imports this module when it unpickles them (tests put tests/ on its
+PYTHONPATH), exactly as a user's own estimator module would be imported.
+"""
+
+import os
+import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+
+class FailsOnNegative(ClassifierMixin, BaseEstimator):
+    """Predicts 1 for each row; raises RuntimeError (a genuine model bug) when a row sums below 0."""
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = np.asarray(X).shape[1]
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict(self, X):
+        X = np.asarray(X)
+        if (X.sum(axis=1) < 0).any():
+            raise RuntimeError("simulated model failure")
+        return np.ones(len(X), dtype=np.int64)
+
+
+class BlocksUntilFileExists(ClassifierMixin, BaseEstimator):
+    """predict on a row starting with 1 waits (up to 30 s) until the file ``release_path`` exists.
+
+    Lets a test prove that the server keeps answering while predict runs in its thread."""
+
+    def __init__(self, release_path=""):
+        self.release_path = release_path
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = np.asarray(X).shape[1]
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict(self, X):
+        X = np.asarray(X)
+        if X[0, 0] == 1:
+            deadline = time.monotonic() + 30
+            while not os.path.exists(self.release_path) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return np.zeros(len(X), dtype=np.int64)
