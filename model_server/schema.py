@@ -226,6 +226,8 @@ def _fast_numeric_matrix(rows: list, n_features: int | None) -> np.ndarray | Non
 
 
 def _row_width(row, i: int) -> int:
+    if isinstance(row, dict):
+        raise InvalidInput(f"instance {i} is an object, instance 0 a list: use one form for all instances")
     if not isinstance(row, list):
         raise InvalidInput(
             f"instance {i} must be a list of feature values (or an object keyed by feature name), "
