@@ -30,3 +30,10 @@ run: venv demo-model
 
 test: venv
 	$(PYTHON) -m pytest
+
+# Whole workflow on a local kind cluster (see README "Local kind cluster"), e.g.
+#   make kind-e2e KIND_E2E_ARGS="--mode knative --keep"    or    KIND_E2E_ARGS=--dry-run
+KIND_E2E_ARGS ?=
+.PHONY: kind-e2e
+kind-e2e: venv
+	PYTHON=$(abspath $(PYTHON)) bash scripts/kind-e2e.sh $(KIND_E2E_ARGS)
