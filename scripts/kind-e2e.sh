@@ -47,7 +47,7 @@ Options (defaults in brackets):
   --canary-percent N           canary traffic percent [20]
   --requests N                 requests sent to measure each traffic split [200]
   --load-seconds N             upper bound of the autoscaling load [180]
-  --timeout DURATION           timeout of each wait [300s]
+  --timeout SECONDS            timeout of each wait [300]
   --local-port N               first of three local ports for port-forwards
                                (HTTP, gRPC, ingress) [18080]
   --keep                       keep the cluster at the end
@@ -82,7 +82,7 @@ model_name=iris
 canary_percent=20
 requests=200
 load_seconds=180
-timeout=300s
+timeout=300
 local_port=18080
 keep=0
 dry_run=0
@@ -132,7 +132,7 @@ fail_usage() { echo "kind-e2e: $*" >&2; exit 2; }
 [[ $mode == standard || $mode == knative ]] || fail_usage "--mode must be standard or knative, not '$mode'"
 [[ $deploy == helm || $deploy == kustomize ]] || fail_usage "--deploy must be helm or kustomize, not '$deploy'"
 [[ $engine == docker || $engine == podman ]] || fail_usage "--engine must be docker or podman, not '$engine'"
-for number in "$canary_percent" "$requests" "$load_seconds" "$local_port"; do
+for number in "$canary_percent" "$requests" "$load_seconds" "$timeout" "$local_port"; do
   [[ $number =~ ^[0-9]+$ ]] || fail_usage "expected a whole number, got '$number'"
 done
 (( canary_percent >= 1 && canary_percent <= 99 )) || fail_usage "--canary-percent must be 1-99"
@@ -242,10 +242,11 @@ stop_background() {
   background_pids=()
 }
 
+# Start step NUMBER, called NAME in the summary.
 step() {
-  current_step="$1"
+  current_step="$1 $2"
   echo
-  echo "==> Step $1/8: $2"
+  echo "==> Step $1/8: $3"
 }
 
 # Show the state of RESOURCE (kubectl describe), then fail with MESSAGE.
@@ -263,29 +264,35 @@ fail_with_describe() {
 # kubectl wait for CONDITION on RESOURCE in NS; on timeout describe it and fail.
 wait_for() {
   local resource="$1" condition="$2" ns="$3"
-  show "${kctl[@]}" wait -n "$ns" "$resource" "--for=$condition" "--timeout=$timeout"
+  show "${kctl[@]}" wait -n "$ns" "$resource" "--for=$condition" "--timeout=${timeout}s"
   [[ $dry_run -eq 1 ]] && return 0
-  "${kctl[@]}" wait -n "$ns" "$resource" "--for=$condition" "--timeout=$timeout" \
-    || fail_with_describe "$resource" "$ns" "$resource did not reach $condition within $timeout"
+  "${kctl[@]}" wait -n "$ns" "$resource" "--for=$condition" "--timeout=${timeout}s" \
+    || fail_with_describe "$resource" "$ns" "$resource did not reach $condition within ${timeout}s"
 }
 
 wait_isvc_ready() {
   wait_for "inferenceservice/$model_name" condition=Ready "$namespace"
 }
 
-# `kubectl port-forward` in the background; wait until LOCAL_PORT answers.
+# `kubectl port-forward -n NS TARGET LOCAL:REMOTE...` in the background; wait
+# until it listens on every LOCAL port (a port already taken by another
+# program would otherwise send the checks to that program).
 port_forward() {
-  local ns="$1" target="$2" local_port="$3"
+  local ns="$1" target="$2" log_file="$work_dir/port-forward-${3%%:*}.log" forwarded _ spec
   shift 2
-  run_background "$work_dir/port-forward-$local_port.log" "${kctl[@]}" port-forward -n "$ns" "$target" "$@"
+  run_background "$log_file" "${kctl[@]}" port-forward -n "$ns" "$target" "$@"
   [[ $dry_run -eq 1 ]] && return 0
-  local _
   for _ in {1..30}; do
-    (exec 3<>"/dev/tcp/127.0.0.1/$local_port") 2>/dev/null && return 0
     sleep 1
+    kill -0 "${background_pids[-1]}" 2>/dev/null || break  # kubectl gave up
+    forwarded=1
+    for spec in "$@"; do
+      [[ -r $log_file && $(<"$log_file") == *"Forwarding from 127.0.0.1:${spec%%:*} "* ]] || forwarded=0
+    done
+    [[ $forwarded -eq 1 ]] && return 0
   done
-  cat "$work_dir/port-forward-$local_port.log" >&2
-  die "kubectl port-forward to $target did not open local port $local_port within 30s"
+  cat "$log_file" >&2
+  die "kubectl port-forward to $target did not listen on 127.0.0.1 port(s) $* within 30s"
 }
 
 check_tools() {
@@ -310,7 +317,7 @@ cleanup() {
   if [[ $status -ne 0 && $step_failed -eq 0 && -n $current_step ]]; then
     record "$current_step" FAIL "exit status $status"
   fi
-  step 8 "summary and teardown"
+  step 8 teardown "summary and teardown"
   if [[ $keep -eq 1 ]]; then
     log "keeping cluster $cluster_name (--keep); delete it with: ${kind_cmd[*]} delete cluster --name $cluster_name"
   else
@@ -328,25 +335,25 @@ cleanup() {
 # ------------------------------------------------------------------ steps --
 
 create_cluster() {
-  step 1 "create kind cluster $cluster_name ($node_image)"
+  step 1 cluster "create kind cluster $cluster_name ($node_image)"
   if [[ $dry_run -eq 0 ]] && "${kind_cmd[@]}" get clusters 2>/dev/null | grep -qx "$cluster_name"; then
     log "reusing the existing kind cluster $cluster_name"
   else
     run "${kind_cmd[@]}" create cluster --name "$cluster_name" --image "$node_image" \
-      --config "$repo_root/scripts/kind/cluster.yaml" --wait "$timeout"
+      --config "$repo_root/scripts/kind/cluster.yaml" --wait "${timeout}s"
   fi
-  record "1 cluster" PASS "$cluster_name ($node_image)"
+  record "$current_step" PASS "$cluster_name ($node_image)"
 }
 
 install_platform() {
-  step 2 "install metrics-server, cert-manager, the ingress and KServe $kserve_version ($deployment_mode mode)"
+  step 2 platform "install metrics-server, cert-manager, the ingress and KServe $kserve_version ($deployment_mode mode)"
   # metrics-server feeds the HPA; kind's kubelets serve self-signed certificates.
   run "${helm_cmd[@]}" upgrade --install metrics-server metrics-server \
     --repo https://kubernetes-sigs.github.io/metrics-server/ --version "$metrics_server_version" \
-    --namespace kube-system --set 'args={--kubelet-insecure-tls}' --wait --timeout "$timeout"
+    --namespace kube-system --set 'args={--kubelet-insecure-tls}' --wait --timeout "${timeout}s"
   run "${helm_cmd[@]}" upgrade --install cert-manager cert-manager \
     --repo https://charts.jetstack.io --version "$cert_manager_version" \
-    --namespace cert-manager --create-namespace --set crds.enabled=true --wait --timeout "$timeout"
+    --namespace cert-manager --create-namespace --set crds.enabled=true --wait --timeout "${timeout}s"
 
   local kserve_args=(--set "kserve.version=$kserve_version" --set "kserve.controller.deploymentMode=$deployment_mode")
   if [[ $mode == standard ]]; then
@@ -354,48 +361,48 @@ install_platform() {
     # find them at start to write HTTPRoutes (which carry the canary split).
     run "${helm_cmd[@]}" upgrade --install eg oci://docker.io/envoyproxy/gateway-helm \
       --version "$envoy_gateway_version" --namespace envoy-gateway-system --create-namespace \
-      --wait --timeout "$timeout"
+      --wait --timeout "${timeout}s"
     kserve_args+=(--set kserve.controller.gateway.ingressGateway.enableGatewayApi=true
       --set kserve.controller.gateway.ingressGateway.className=envoy)
   else
     run "${helm_cmd[@]}" upgrade --install knative-operator knative-operator \
       --repo https://knative.github.io/operator --version "$knative_operator_version" \
-      --namespace knative-operator --create-namespace --wait --timeout "$timeout"
+      --namespace knative-operator --create-namespace --wait --timeout "${timeout}s"
     run "${kctl[@]}" apply -f "$repo_root/scripts/kind/knative-serving.yaml"
     wait_for knativeserving/knative-serving condition=Ready knative-serving
     # No Istio: the InferenceService URL is then the Knative route Kourier serves.
     kserve_args+=(--set kserve.controller.gateway.disableIstioVirtualHost=true)
   fi
   run "${helm_cmd[@]}" upgrade --install kserve-crd oci://ghcr.io/kserve/charts/kserve-crd \
-    --version "$kserve_version" --namespace kserve --create-namespace --wait --timeout "$timeout"
+    --version "$kserve_version" --namespace kserve --create-namespace --wait --timeout "${timeout}s"
   run "${helm_cmd[@]}" upgrade --install kserve-resources oci://ghcr.io/kserve/charts/kserve-resources \
-    --version "$kserve_version" --namespace kserve "${kserve_args[@]}" --wait --timeout "$timeout"
+    --version "$kserve_version" --namespace kserve "${kserve_args[@]}" --wait --timeout "${timeout}s"
   wait_for deployment/kserve-controller-manager condition=Available kserve
   if [[ $mode == standard ]]; then
     run "${kctl[@]}" apply -f "$repo_root/scripts/kind/gateway.yaml"
     wait_for gateway/kserve-ingress-gateway condition=Programmed kserve
   fi
-  record "2 platform" PASS "KServe $kserve_version $deployment_mode, cert-manager $cert_manager_version"
+  record "$current_step" PASS "KServe $kserve_version $deployment_mode, cert-manager $cert_manager_version"
 }
 
 build_and_load_image() {
-  step 3 "build $image and load it into kind"
+  step 3 image "build $image and load it into kind"
   run "$repo_root/scripts/build-image.sh" --tag "$image" --engine "$engine"
   # An image archive works with both engines (`kind load docker-image` needs docker).
   run "$engine" save -o "$work_dir/image.tar" "$image"
   run "${kind_cmd[@]}" load image-archive "$work_dir/image.tar" --name "$cluster_name"
-  record "3 image" PASS "$image"
+  record "$current_step" PASS "$image"
 }
 
 deploy_model() {
-  step 4 "deploy the demo model (v1) with $deploy and wait for it to be Ready"
+  step 4 deploy "deploy the demo model (v1) with $deploy and wait for it to be Ready"
   if [[ $deploy == helm ]]; then
     run "${helm_cmd[@]}" upgrade --install "$model_name" "$repo_root/charts/model-server" \
       --namespace "$namespace" --create-namespace \
       --set "image.repository=${image%:*}" --set "image.tag=${image##*:}" --set image.pullPolicy=IfNotPresent \
       --set "model.name=$model_name" --set "deploymentMode=$deployment_mode" \
       --set "autoscaling.class=$autoscaler_class" --set autoscaling.minReplicas=1 \
-      --set autoscaling.maxReplicas=3 --wait --timeout "$timeout"
+      --set autoscaling.maxReplicas=3 --wait --timeout "${timeout}s"
   else
     if [[ $dry_run -eq 1 ]] || ! "${kctl[@]}" get namespace "$namespace" >/dev/null 2>&1; then
       run "${kctl[@]}" create namespace "$namespace"
@@ -403,7 +410,7 @@ deploy_model() {
     apply_overlay "$mode"
   fi
   wait_isvc_ready
-  record "4 deploy" PASS "inferenceservice/$model_name Ready ($deploy)"
+  record "$current_step" PASS "inferenceservice/$model_name Ready ($deploy)"
 }
 
 # kubectl apply -k one of the kind overlays (scripts/kind/overlays/NAME), each
@@ -413,7 +420,7 @@ apply_overlay() {
 }
 
 smoke_test() {
-  step 5 "smoke test V1, V2 REST and V2 gRPC through kubectl port-forward"
+  step 5 smoke "smoke test V1, V2 REST and V2 gRPC through kubectl port-forward"
   local pod
   capture pod "<predictor-pod>" "${kctl[@]}" get pods -n "$namespace" \
     -l "serving.kserve.io/inferenceservice=$model_name,component=predictor" \
@@ -421,7 +428,7 @@ smoke_test() {
   port_forward "$namespace" "pod/$pod" "$http_port:$SERVER_HTTP_PORT" "$grpc_port:$SERVER_GRPC_PORT"
   run "${smoke[@]}" check --url "http://127.0.0.1:$http_port" --grpc "127.0.0.1:$grpc_port" --model "$model_name"
   stop_background
-  record "5 smoke" PASS "V1, V2 REST, V2 gRPC on pod/$pod"
+  record "$current_step" PASS "V1, V2 REST, V2 gRPC on pod/$pod"
 }
 
 # Port-forward the ingress (Envoy Gateway or Kourier) to ingress_port and set
@@ -430,7 +437,8 @@ open_ingress() {
   local service url
   if [[ $mode == standard ]]; then
     capture service "<envoy-service>" "${kctl[@]}" get services -n envoy-gateway-system \
-      -l gateway.envoyproxy.io/owning-gateway-name=kserve-ingress-gateway -o 'jsonpath={.items[0].metadata.name}'
+      -l gateway.envoyproxy.io/owning-gateway-namespace=kserve,gateway.envoyproxy.io/owning-gateway-name=kserve-ingress-gateway \
+      -o 'jsonpath={.items[0].metadata.name}'
     port_forward envoy-gateway-system "service/$service" "$ingress_port:80"
   else
     port_forward knative-serving service/kourier "$ingress_port:80"
@@ -451,7 +459,7 @@ measure_split() {
   local command=("${smoke[@]}" split --url "http://127.0.0.1:$ingress_port" --host "$ingress_host"
     --model "$model_name" --requests "$requests" --expect "$expect" --tolerance "$tolerance")
   show "${command[@]}"
-  split_report="(dry run)"
+  split_report="model_version ${expect/=/ at }% ± $tolerance"
   if [[ $dry_run -eq 1 ]]; then
     log "(repeated every 5s while the share is off, for up to ${seconds}s)"
     return 0
@@ -485,19 +493,19 @@ change_model() {
     canary)
       run "${helm_cmd[@]}" upgrade "$model_name" "$repo_root/charts/model-server" --namespace "$namespace" \
         --reuse-values --set canary.enabled=true --set "canary.trafficPercent=$canary_percent" \
-        --set "canary.extraArgs=$DEMO_V2_ARGS" --wait --timeout "$timeout" ;;
+        --set "canary.extraArgs=$DEMO_V2_ARGS" --wait --timeout "${timeout}s" ;;
     promote)  # v2's settings move to the stable model, the canary goes
       run "${helm_cmd[@]}" upgrade "$model_name" "$repo_root/charts/model-server" --namespace "$namespace" \
         --reuse-values --set canary.enabled=false --set "model.extraArgs=$DEMO_V2_ARGS" \
-        --wait --timeout "$timeout" ;;
+        --wait --timeout "${timeout}s" ;;
     rollback)
       run "${helm_cmd[@]}" rollback "$model_name" "$stable_revision" --namespace "$namespace" \
-        --wait --timeout "$timeout" ;;
+        --wait --timeout "${timeout}s" ;;
   esac
 }
 
 canary() {
-  step 6 "canary: model v2 at $canary_percent%, measure the split, promote, roll back"
+  step 6 canary "canary: model v2 at $canary_percent%, measure the split, promote, roll back"
   stable_revision=1
   if [[ $deploy == helm ]]; then
     local history
@@ -525,12 +533,12 @@ canary() {
 
   change_model promote
   wait_isvc_ready
-  measure_split 2=100 0 "${timeout%s}" || die "after the promotion not every request reached model v2: $split_report"
+  measure_split 2=100 0 "$timeout" || die "after the promotion not every request reached model v2: $split_report"
   record "6 promote" PASS "$split_report"
 
   change_model rollback
   wait_isvc_ready
-  measure_split 1=100 0 "${timeout%s}" || die "after the rollback not every request reached model v1: $split_report"
+  measure_split 1=100 0 "$timeout" || die "after the rollback not every request reached model v1: $split_report"
   record "6 rollback" PASS "$split_report"
 }
 
@@ -551,7 +559,7 @@ read_replicas() {
 }
 
 autoscaling() {
-  step 7 "autoscaling: load for up to ${load_seconds}s and watch the replica count rise"
+  step 7 autoscaling "autoscaling: load for up to ${load_seconds}s and watch the replica count rise"
   local before target deadline
   read_replicas
   before=$replicas
@@ -561,7 +569,7 @@ autoscaling() {
     --host "$ingress_host" --model "$model_name" --seconds "$load_seconds" --concurrency "$LOAD_CONCURRENCY"
   if [[ $dry_run -eq 1 ]]; then
     log "(then reads the replica count every 10s until it rises, for up to ${load_seconds}s)"
-    record "7 autoscaling" PASS "replicas rise under load ($autoscaler_class)"
+    record "$current_step" PASS "replicas rise under load ($autoscaler_class)"
     return 0
   fi
   deadline=$((SECONDS + load_seconds))
@@ -577,7 +585,7 @@ autoscaling() {
     [[ $mode == standard ]] && resource="hpa/$model_name-predictor"
     fail_with_describe "$resource" "$namespace" "replicas stayed at $replicas (from $before) during ${load_seconds}s of load"
   fi
-  record "7 autoscaling" PASS "replicas $before -> $replicas under load ($autoscaler_class)"
+  record "$current_step" PASS "replicas $before -> $replicas under load ($autoscaler_class)"
 }
 
 # ------------------------------------------------------------------- main --

@@ -49,21 +49,30 @@ def assert_in_order(commands: list[str], *steps: tuple[str, ...]) -> None:
 
 
 def fake_tools_dir(tmp_path: Path, names: tuple[str, ...]) -> tuple[Path, Path]:
-    """A PATH directory with bash, dirname and a fake of each NAME that logs its calls."""
+    """A PATH directory with bash, the few coreutils the script uses, and a fake
+    of each NAME that logs its calls and fails when they contain $FAKE_FAIL."""
     bin_dir, calls = tmp_path / "bin", tmp_path / "calls.log"
     bin_dir.mkdir()
-    for real in ("bash", "dirname"):
+    for real in ("bash", "dirname", "mktemp", "rm", "cat", "grep", "tr", "sleep"):
         (bin_dir / real).symlink_to(shutil.which(real))
     for name in names:
         fake = bin_dir / name
-        fake.write_text(f'#!/bin/sh\necho "{name} $*" >> {calls}\n')
+        fake.write_text(
+            f'#!/bin/sh\necho "{name} $*" >> {calls}\n'
+            f'if [ -n "$FAKE_FAIL" ]; then case "{name} $*" in *"$FAKE_FAIL"*) echo "{name}: failed" >&2; exit 1;; esac; fi\n'
+        )
         fake.chmod(0o755)
     return bin_dir, calls
 
 
-def isolated_env(bin_dir: Path, tmp_path: Path) -> dict:
+def isolated_env(bin_dir: Path, tmp_path: Path, fail: str = "") -> dict:
     # TOOLS_DIR: the project's .tools/bin (helm, kubectl) must not be found either.
-    return {"PATH": str(bin_dir), "TOOLS_DIR": str(tmp_path / "no-tools"), "PYTHON": str(bin_dir / "python3")}
+    return {
+        "PATH": str(bin_dir),
+        "TOOLS_DIR": str(tmp_path / "no-tools"),
+        "PYTHON": str(bin_dir / "python3"),
+        "FAKE_FAIL": fail,
+    }
 
 
 def test_default_plan_runs_the_eight_steps_in_order():
@@ -323,3 +332,37 @@ def test_readme_kind_section_documents_every_option():
     missing = [option for option in help_options() if f"`{option}" not in section]
     assert not missing, f"README's kind section lacks {missing}"
     assert "make kind-e2e" in section and "--dry-run" in section
+
+
+# A real run up to a failing step, with fakes that log their calls in place of
+# kind/kubectl/helm/docker (no cluster can run here).
+
+
+def test_a_failing_step_stops_the_run_reports_it_and_tears_down(tmp_path):
+    bin_dir, calls = fake_tools_dir(tmp_path, (*TOOLS, "python3"))
+    result = run_script(env=isolated_env(bin_dir, tmp_path, fail="kind create cluster"))
+    assert result.returncode == 1
+    assert "FAILED at step 1 cluster: command failed (exit 1): kind create cluster --name model-server-e2e" in result.stderr
+    assert re.search(r"^1 cluster\s+FAIL\s+command failed", result.stdout, re.MULTILINE)
+    log = calls.read_text()
+    assert "helm" not in log, "no step may run after the failing one"
+    assert log.splitlines()[-1] == "kind delete cluster --name model-server-e2e"
+
+
+def test_keep_leaves_the_cluster_after_a_failure(tmp_path):
+    bin_dir, calls = fake_tools_dir(tmp_path, (*TOOLS, "python3"))
+    result = run_script("--keep", env=isolated_env(bin_dir, tmp_path, fail="kind create cluster"))
+    assert result.returncode == 1
+    assert "kind delete" not in calls.read_text()
+
+
+def test_a_wait_timeout_describes_the_failing_resource(tmp_path):
+    bin_dir, calls = fake_tools_dir(tmp_path, (*TOOLS, "python3"))
+    result = run_script(env=isolated_env(bin_dir, tmp_path, fail="wait -n kserve deployment/kserve-controller-manager"))
+    assert result.returncode == 1
+    assert "FAILED at step 2 platform: deployment/kserve-controller-manager did not reach condition=Available within 300s" in (
+        result.stderr
+    )
+    assert "kubectl --context kind-model-server-e2e describe -n kserve deployment/kserve-controller-manager" in (
+        calls.read_text()
+    )
