@@ -51,7 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--max_request_bytes", type=int, default=_env("max_request_bytes", 16 * 1024 * 1024, int),
         help="Largest accepted HTTP request body; larger ones get 413.",
     )  # fmt: skip
+    parser.add_argument(
+        "--access_log", type=_bool, default=_env("access_log", False, _bool),
+        help="Log one line per HTTP request (uvicorn's access log; KServe logs it always). Off by "
+        "default: at thousands of requests per second it costs more than the request itself.",
+    )  # fmt: skip
+    # KServe logs preprocess/predict/postprocess latency for every request by default; the
+    # same figures are in the Prometheus histograms, so the log line is off unless asked for.
+    parser.set_defaults(enable_latency_logging=_env("enable_latency_logging", False, _bool))
     return parser
+
+
+def _bool(value) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "on")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     server = SklearnModelServer(
         max_request_bytes=args.max_request_bytes,
+        access_log=args.access_log,
+        enable_latency_logging=args.enable_latency_logging,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         workers=args.workers,

@@ -8,12 +8,15 @@ postprocess outputs -> the protocol's response (V1 dict, V2Response)
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 from kserve import Model
+from kserve.metrics import PREDICT_HIST_TIME, get_labels
+from kserve.model import InferenceVerb
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 
 from .artifact import ModelArtifact
@@ -68,6 +71,7 @@ class SklearnModel(Model):
         self.batcher = MicroBatcher(
             self._predict_batch, executor, self.max_batch_size, self.max_batch_wait_ms / 1000
         )
+        self._predict_seconds = PREDICT_HIST_TIME.labels(**get_labels(self.name))
         self.ready = True
         logger.info(
             "loaded %s (%s, sha256 %s, version %s, %s features)",
@@ -98,6 +102,19 @@ class SklearnModel(Model):
 
     def get_output_types(self) -> list[dict]:
         return [{"name": name, **spec} for name, spec in self.output_types.items()]
+
+    async def __call__(self, body, headers=None, verb: InferenceVerb = InferenceVerb.PREDICT):
+        """The three stages, as in KServe's ``Model.__call__``, minus its per-request overhead: it
+        inspects each handler and times each stage with its own Prometheus histogram, about 25 us
+        a request, as much as all the rest of the work for one row. KServe's
+        request_predict_seconds is kept (it spans the batching wait and the estimator call)."""
+        if verb != InferenceVerb.PREDICT:
+            raise NotImplementedError(f"{verb.name.lower()} is not supported by {type(self).__name__}")
+        request = await self.preprocess(body, headers)
+        start = time.perf_counter()
+        request = await self.predict(request, headers)
+        self._predict_seconds.observe(time.perf_counter() - start)
+        return await self.postprocess(request, headers), {}
 
     # -- preprocess --------------------------------------------------------------------------
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import kserve.model_server
 from kserve import ModelServer
 from kserve.protocol.dataplane import DataPlane
@@ -30,14 +33,20 @@ class ReadinessAwareDataPlane(DataPlane):
 
 
 class SklearnModelServer(ModelServer):
-    def __init__(self, max_request_bytes: int, enable_grpc: bool = True, **kwargs):
+    def __init__(self, max_request_bytes: int, access_log: bool = False, enable_grpc: bool = True, **kwargs):
         # KServe's start() would build its own gRPC server; ours is added in start() instead.
         super().__init__(enable_grpc=False, **kwargs)
         self.serve_grpc = enable_grpc
+        if not access_log:  # KServe's logging setup (in super().__init__) turns it on
+            logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
         self.dataplane = ReadinessAwareDataPlane(model_registry=self.registered_models)
-        # KServe builds its FastAPI app at start(); middleware added now wraps its routes.
-        kserve.model_server.app.add_middleware(
-            InferenceRoutes, registry=self.registered_models, max_body_bytes=max_request_bytes
+        # The inference routes go outermost, in front of KServe's whole middleware stack (its
+        # per-request timing middleware logs two lines per request); KServe adds its middleware
+        # and routes at start(), so the stack is wrapped when Starlette builds it.
+        app = kserve.model_server.app
+        build_kserve_stack = app.build_middleware_stack
+        app.build_middleware_stack = lambda: InferenceRoutes(
+            build_kserve_stack(), registry=self.registered_models, max_body_bytes=max_request_bytes
         )
 
     def start(self, models) -> None:
@@ -48,4 +57,19 @@ class SklearnModelServer(ModelServer):
                 kwargs=vars(kserve.model_server.args), grace_period=self.grace_period,
             )  # fmt: skip
             self.servers.append(self._grpc_server.start(self.max_threads))
+        _use_event_loop(kserve.model_server.args.event_loop)
         super().start(models)
+
+
+def _use_event_loop(choice: str) -> None:
+    """Honour --event-loop: KServe passes it to uvicorn's config, but in a single process it runs
+    its servers under plain asyncio.run(), so uvloop (about twice as fast here) is never used."""
+    if choice in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise
+            return
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        asyncio.set_event_loop(asyncio.new_event_loop())  # KServe's setup_event_loop() expects one
