@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -49,12 +48,15 @@ def assert_in_order(commands: list[str], *steps: tuple[str, ...]) -> None:
 
 
 def fake_tools_dir(tmp_path: Path, names: tuple[str, ...]) -> tuple[Path, Path]:
-    """A PATH directory with bash, the few coreutils the script uses, and a fake
-    of each NAME that logs its calls and fails when they contain $FAKE_FAIL."""
+    """A PATH directory with the machine's commands except the cluster tools and
+    Python, plus a fake of each NAME that logs its calls and fails when they
+    contain $FAKE_FAIL."""
     bin_dir, calls = tmp_path / "bin", tmp_path / "calls.log"
     bin_dir.mkdir()
-    for real in ("bash", "dirname", "mktemp", "rm", "cat", "grep", "tr", "sleep"):
-        (bin_dir / real).symlink_to(shutil.which(real))
+    for directory in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for real in Path(directory).iterdir() if Path(directory).is_dir() else ():
+            if real.name not in (*TOOLS, "python3") and not (bin_dir / real.name).exists():
+                (bin_dir / real.name).symlink_to(real)
     for name in names:
         fake = bin_dir / name
         fake.write_text(
@@ -366,3 +368,23 @@ def test_a_wait_timeout_describes_the_failing_resource(tmp_path):
     assert "kubectl --context kind-model-server-e2e describe -n kserve deployment/kserve-controller-manager" in (
         calls.read_text()
     )
+
+
+def test_port_forwards_are_stopped_when_a_step_fails(tmp_path):
+    bin_dir, calls = fake_tools_dir(tmp_path, ("kind", "helm", "docker", "python3"))
+    pids = tmp_path / "port-forward.pids"
+    # A kubectl whose port-forward reports its ports the way kubectl does, then stays up.
+    kubectl = bin_dir / "kubectl"
+    kubectl.write_text(
+        f'#!/bin/sh\necho "kubectl $*" >> {calls}\n'
+        'case "$*" in *port-forward*)\n'
+        '  for a in "$@"; do case "$a" in *:*) echo "Forwarding from 127.0.0.1:${a%%:*} -> ${a#*:}";; esac; done\n'
+        f'  echo $$ >> {pids}; exec sleep 300;;\nesac\n'
+    )
+    kubectl.chmod(0o755)
+    result = run_script("--keep", env=isolated_env(bin_dir, tmp_path, fail="smoke_test.py check"))
+    assert result.returncode == 1
+    assert "FAILED at step 5 smoke: command failed (exit 1):" in result.stderr
+    forwarders = pids.read_text().split()
+    assert len(forwarders) == 1
+    assert not Path(f"/proc/{forwarders[0]}").exists(), "the exit trap must stop kubectl port-forward"
