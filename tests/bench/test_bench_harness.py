@@ -1,0 +1,101 @@
+"""Smoke tests for the benchmark harness (benchmarks/). No timing assertions:
+they check that the harness runs real servers and load generators, refuses to
+count failed responses, and writes sane JSON / markdown / PNG."""
+
+import json
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import loadgen
+from benchmarks.run import Scenario, check_one_response
+from benchmarks.servers import KSERVE, REPO_ROOT, RunningServer
+from benchmarks.workloads import (
+    GRPC_INFER_PATH, V1_REST, V2_GRPC, V2_REST, build_iris, check_predictions, request_body, rest_path,
+)
+
+pytestmark = pytest.mark.skipif(
+    bool(loadgen.missing_tools()),
+    reason=f"load generator(s) not installed: {', '.join(loadgen.missing_tools())} (apt-get install wrk nghttp2-client)",
+)
+
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory):
+    return build_iris(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def kserve_baseline(iris, tmp_path_factory):
+    server = RunningServer(KSERVE, iris, tmp_path_factory.mktemp("kserve"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_prediction_check_rejects_wrong_answers(iris):
+    rows = iris.rows(8)
+    right = iris.estimator.predict(rows).tolist()
+    assert check_predictions(iris, rows, right) is None
+    assert check_predictions(iris, rows, [float(v) for v in right]) is None  # 0 and 0.0 are the same answer
+    wrong = [(v + 1) % 3 for v in right]
+    assert "wrong predictions" in check_predictions(iris, rows, wrong)
+
+
+def test_wrk_counts_error_responses_as_invalid(iris, kserve_baseline):
+    body = request_body(V2_REST, iris.name, iris.rows(1))
+    good = loadgen.run_wrk(kserve_baseline.http_url + rest_path(V2_REST, iris.name), body, 1)
+    assert good.valid and good.requests > 0, good
+    errors = loadgen.run_wrk(kserve_baseline.http_url + rest_path(V2_REST, "no-such-model"), body, 1)
+    assert errors.requests > 0
+    assert not errors.valid
+    assert "non-2xx" in errors.invalid_reason
+
+
+def test_h2load_counts_grpc_errors_as_invalid(iris, kserve_baseline):
+    # A gRPC error still arrives as HTTP 200; only the missing response message gives it away.
+    problem, frame_bytes = check_one_response(kserve_baseline, iris, Scenario(iris.name, V2_GRPC, 1))
+    assert problem is None and frame_bytes > 5
+    url = kserve_baseline.grpc_url + GRPC_INFER_PATH
+    good = loadgen.run_h2load(url, request_body(V2_GRPC, iris.name, iris.rows(1)), frame_bytes, 1)
+    assert good.valid and good.requests > 0, good
+    errors = loadgen.run_h2load(url, request_body(V2_GRPC, "no-such-model", iris.rows(1)), frame_bytes, 1)
+    assert not errors.valid
+    assert "grpc-status" in errors.invalid_reason
+
+
+def test_quick_run_writes_json_markdown_and_png(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(tmp_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=280,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    report = json.loads((tmp_path / "latest.json").read_text())
+    assert set(report) >= {"meta", "load", "startup", "ratios", "targets", "runs"}
+    assert report["meta"]["settings"]["rounds"] == 2
+    expected_rows = {(server, protocol) for server in ("model-server", "kserve") for protocol in (V2_REST, V1_REST, V2_GRPC)}
+    assert {(row["server"], row["protocol"]) for row in report["load"]} == expected_rows
+    assert len(report["runs"]) == 2 * len(expected_rows)  # every scenario measured in both rounds
+    for row in report["load"]:
+        assert isinstance(row["valid"], bool)
+        assert row["valid"] or row["invalid_reasons"], row
+        if row["server"] == "kserve":  # the baseline must answer correctly, or the harness is broken
+            assert row["valid"], row
+            assert row["req_per_s"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"], row
+    for row in report["startup"]:
+        assert row["cold_start_s"] > 0 and row["rss_mb"] > 10 and row["processes"] >= 1, row
+    assert {r["baseline"] for r in report["ratios"]} == {"kserve"}
+
+    markdown = (tmp_path / "latest.md").read_text()
+    assert markdown == done.stdout  # the printed table is exactly the file, ready for the README
+    table_rows = [line for line in markdown.splitlines() if line.startswith("| iris |")]
+    assert len(table_rows) == len(expected_rows) + len(report["startup"])
+    assert all(line.count("|") - line.count("\\|") == 12 for line in table_rows[: len(expected_rows)])
+
+    png = (tmp_path / "latest.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])  # IHDR
+    assert width >= 400 and height >= 300
