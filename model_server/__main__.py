@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 
+from kserve import logging as kserve_logging
 from kserve import model_server as kserve_model_server
 
 from .artifact import ArtifactError
@@ -52,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="Largest accepted HTTP request body; larger ones get 413.",
     )  # fmt: skip
     parser.add_argument(
+        "--backend", choices=["sklearn", "onnx"], default=_env("backend", "sklearn"),
+        help="onnx: predict with ONNX Runtime (pip install model-server[onnx]) when the classifier "
+        "converts with skl2onnx and gives the same answers on a parity sample; else scikit-learn.",
+    )  # fmt: skip
+    parser.add_argument(
         "--access_log", type=_bool, default=_env("access_log", False, _bool),
         help="Log one line per HTTP request (uvicorn's access log; KServe logs it always). Off by "
         "default: at thousands of requests per second it costs more than the request itself.",
@@ -68,11 +74,12 @@ def _bool(value) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    model = SklearnModel(args.model_name, args.model_dir, args.max_batch_size, args.max_batch_wait_ms)
+    if args.configure_logging:
+        _configure_logging(args.log_config_file)
+    model = SklearnModel(args.model_name, args.model_dir, args.max_batch_size, args.max_batch_wait_ms, args.backend)
     try:
         model.load()
     except (ArtifactError, ValueError) as exc:
-        logging.basicConfig()
         logger.error("cannot serve %s: %s", args.model_dir, exc)
         sys.exit(1)
     server = SklearnModelServer(
@@ -85,6 +92,16 @@ def main(argv: list[str] | None = None) -> None:
         enable_grpc=args.enable_grpc,
     )
     server.start([model])
+
+
+def _configure_logging(log_config_file: str | None) -> None:
+    """KServe's log setup, done before the model loads so that loading is logged; our loggers
+    share KServe's handler, format and level (KSERVE_LOGLEVEL)."""
+    kserve_logging.configure_logging(log_config_file)
+    kserve_logger = logging.getLogger(kserve_logging.KSERVE_LOGGER_NAME)
+    logger.handlers = kserve_logger.handlers
+    logger.setLevel(kserve_logger.level)
+    logger.propagate = False
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from kserve.metrics import PREDICT_HIST_TIME, get_labels
 from kserve.model import InferenceVerb
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 
+from . import onnx_backend
 from .artifact import ModelArtifact
 from .batching import MicroBatcher
 from .codec import Output, V2Request, datatype_of, v1_instances
@@ -50,9 +51,12 @@ class V2Response:
 
 
 class SklearnModel(Model):
-    def __init__(self, name: str, model_dir: str, max_batch_size: int = 64, max_batch_wait_ms: float = 0.0):
+    def __init__(
+        self, name: str, model_dir: str, max_batch_size: int = 64, max_batch_wait_ms: float = 0.0, backend: str = "sklearn"
+    ):
         super().__init__(name)
         self.model_dir = model_dir
+        self.backend = backend
         self.max_batch_size = max_batch_size
         self.max_batch_wait_ms = max_batch_wait_ms
         self.artifact: ModelArtifact | None = None
@@ -66,6 +70,10 @@ class SklearnModel(Model):
         self.version = self.artifact.version
         self.schema = InputSchema.for_estimator(estimator, self.artifact.features)
         self.output_types = self._derive_output_types()
+        # What predict calls: the estimator, or its ONNX Runtime twin when asked for and faithful.
+        self.engine = estimator
+        if self.backend == "onnx":
+            self.engine = onnx_backend.convert(estimator, self.schema.n_features, self.schema.numeric) or estimator
         # One thread: predict calls never overlap, and batches grow while one runs.
         executor = ThreadPoolExecutor(1, thread_name_prefix="predict", initializer=_quiet_sklearn)
         self.batcher = MicroBatcher(
@@ -74,9 +82,9 @@ class SklearnModel(Model):
         self._predict_seconds = PREDICT_HIST_TIME.labels(**get_labels(self.name))
         self.ready = True
         logger.info(
-            "loaded %s (%s, sha256 %s, version %s, %s features)",
+            "loaded %s (%s, sha256 %s, version %s, %s features, predicting with %s)",
             self.artifact.path, type(estimator).__name__, self.artifact.sha256[:12],
-            self.version, self.schema.n_features,
+            self.version, self.schema.n_features, "onnxruntime" if self.engine is not estimator else "scikit-learn",
         )  # fmt: skip
         return self.ready
 
@@ -146,16 +154,16 @@ class SklearnModel(Model):
 
     def _predict_batch(self, X, outputs: frozenset) -> dict[str, np.ndarray]:
         """Runs in the predict thread, on a whole batch."""
-        estimator = self.estimator
+        engine = self.engine
         try:
             result = {}
             if PREDICT in outputs or LABEL in outputs:
-                result[PREDICT] = np.asarray(estimator.predict(X))
+                result[PREDICT] = np.asarray(engine.predict(X))
             if LABEL in outputs:
-                index = np.searchsorted(estimator.classes_, result[PREDICT])
+                index = np.searchsorted(self.estimator.classes_, result[PREDICT])
                 result[LABEL] = self.class_labels[index]
             if PROBA in outputs:
-                result[PROBA] = np.asarray(estimator.predict_proba(X), dtype=np.float64)
+                result[PROBA] = np.asarray(engine.predict_proba(X), dtype=np.float64)
             return result
         except ValueError as exc:
             # Shape and types were checked already; a ValueError left is about the values
