@@ -73,7 +73,12 @@ def _bool(value) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.workers != 1:
+        # KServe's multi-process mode re-imports its app in spawned children, without the routes,
+        # readiness and batching added here. Scale out with replicas (see the Helm chart) instead.
+        parser.error("--workers must be 1: run more replicas to use more cores")
     if args.configure_logging:
         _configure_logging(args.log_config_file)
     model = SklearnModel(args.model_name, args.model_dir, args.max_batch_size, args.max_batch_wait_ms, args.backend)

@@ -200,3 +200,16 @@ def test_readiness_follows_the_model(demo_model_dir):
         assert httpx.get(f"{url}/v2/health/ready").status_code == 503
         assert httpx.get(f"{url}/v2/models/iris/ready").status_code in (404, 503)
         assert httpx.post(f"{url}/v1/models/iris:predict", json={"instances": [[1, 2, 3, 4]]}).status_code in (404, 503)
+
+
+def test_cli_help_and_unsupported_workers():
+    import subprocess
+    import sys
+
+    help_text = subprocess.run([sys.executable, "-m", "model_server", "--help"], capture_output=True, text=True)
+    assert help_text.returncode == 0
+    for flag in ("--model_dir", "--max_batch_size", "--max_batch_wait_ms", "--max_request_bytes", "--backend",
+                 "--access_log", "--http_port", "--grpc_port", "--workers", "--enable_latency_logging"):  # fmt: skip
+        assert flag in help_text.stdout
+    workers = subprocess.run([sys.executable, "-m", "model_server", "--workers=2"], capture_output=True, text=True)
+    assert workers.returncode == 2 and "--workers must be 1" in workers.stderr
