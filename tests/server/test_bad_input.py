@@ -67,19 +67,14 @@ def assert_still_serving(served):
     assert response.status_code == 200 and response.json() == {"predictions": [0]}
 
 
-@pytest.mark.parametrize("case", list(V1_CASES))
-def test_v1_client_mistakes(served_model, case):
-    body, message = V1_CASES[case]
-    response = httpx.post(f"{served_model.http_url}/v1/models/iris:predict", json=body)
-    assert response.status_code == 400, response.text
-    assert message in response.json()["error"]
-    assert_still_serving(served_model)
+CASES = [("/v1/models/iris:predict", case, *V1_CASES[case]) for case in V1_CASES] + [
+    ("/v2/models/iris/infer", case, *V2_CASES[case]) for case in V2_CASES
+]
 
 
-@pytest.mark.parametrize("case", list(V2_CASES))
-def test_v2_client_mistakes(served_model, case):
-    body, message = V2_CASES[case]
-    response = httpx.post(f"{served_model.http_url}/v2/models/iris/infer", json=body)
+@pytest.mark.parametrize("route,case,body,message", CASES, ids=[f"{r.split('/')[1]}: {c}" for r, c, _, _ in CASES])
+def test_client_mistakes(served_model, route, case, body, message):
+    response = httpx.post(f"{served_model.http_url}{route}", json=body)
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]
     assert_still_serving(served_model)

@@ -11,13 +11,15 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 
-class FailsOnNegative(ClassifierMixin, BaseEstimator):
-    """Predicts 1 for each row; raises RuntimeError (a genuine model bug) when a row sums below 0."""
-
+class _TwoClasses(ClassifierMixin, BaseEstimator):
     def fit(self, X, y=None):
         self.n_features_in_ = np.asarray(X).shape[1]
         self.classes_ = np.array([0, 1])
         return self
+
+
+class FailsOnNegative(_TwoClasses):
+    """Predicts 1 for each row; raises RuntimeError (a genuine model bug) when a row sums below 0."""
 
     def predict(self, X):
         X = np.asarray(X)
@@ -26,18 +28,13 @@ class FailsOnNegative(ClassifierMixin, BaseEstimator):
         return np.ones(len(X), dtype=np.int64)
 
 
-class BlocksUntilFileExists(ClassifierMixin, BaseEstimator):
+class BlocksUntilFileExists(_TwoClasses):
     """predict on a row starting with 1 waits (up to 30 s) until the file ``release_path`` exists.
 
     Lets a test prove that the server keeps answering while predict runs in its thread."""
 
     def __init__(self, release_path=""):
         self.release_path = release_path
-
-    def fit(self, X, y=None):
-        self.n_features_in_ = np.asarray(X).shape[1]
-        self.classes_ = np.array([0, 1])
-        return self
 
     def predict(self, X):
         X = np.asarray(X)
