@@ -1,25 +1,46 @@
 """gRPC transport: KServe's V2 service with ModelInfer decoded straight from protobuf.
 
 Why not KServe's ModelInfer: it converts every request into an InferRequest and back (slow), and
-malformed tensors fail inside that conversion with messages like "invalid content type". KServe's
-LoggingInterceptor is left out too: it logs every call at INFO, a log line per request.
-Every other RPC (health, metadata, repository) is KServe's.
+malformed tensors fail inside that conversion with messages like "invalid content type". Why not
+its interceptors: one logs every call at INFO, the other wraps every call in Python and maps
+model failures to INVALID_ARGUMENT; here each RPC maps its errors through ``errors.STATUS``.
+Every other RPC (health, metadata, repository) is KServe's own code.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from concurrent import futures
 
 from grpc import aio
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
-from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 
 from .codec import decode_v2_grpc, encode_v2_grpc
-from .errors import status_of
+from .errors import INTERNAL, status_of
 from .metrics import REQUESTS
 from .model import ready_model
+
+logger = logging.getLogger(__name__)
+
+
+def _aborts_with_status(rpc):
+    """Turn an exception into the gRPC status from errors.STATUS, logging real failures."""
+
+    @functools.wraps(rpc)
+    async def wrapper(self, request, context):
+        try:
+            return await rpc(self, request, context)
+        except Exception as exc:
+            code = status_of(exc)[1]
+            if code == INTERNAL[1]:
+                logger.exception("gRPC %s failed", rpc.__name__)
+                await context.abort(code, f"{type(exc).__name__}: {exc}")
+            await context.abort(code, str(exc))
+
+    return wrapper
 
 
 class SklearnInferenceServicer(InferenceServicer):
@@ -28,17 +49,21 @@ class SklearnInferenceServicer(InferenceServicer):
             model = ready_model(self._data_plane.model_registry, request.model_name)
             response, _ = await model(decode_v2_grpc(request), dict(context.invocation_metadata()))
         except Exception as exc:
-            REQUESTS.labels("grpc", status_of(exc)[1]).inc()
-            raise  # ExceptionToStatusInterceptor turns it into the gRPC status
+            REQUESTS.labels("grpc", status_of(exc)[1].name).inc()
+            raise
         REQUESTS.labels("grpc", "OK").inc()
         return encode_v2_grpc(response.model_name, response.model_version, response.id, response.outputs)
+
+
+for _name in ("ServerLive", "ServerReady", "ServerMetadata", "ModelReady", "ModelMetadata",
+              "RepositoryModelLoad", "RepositoryModelUnload", "ModelInfer"):  # fmt: skip
+    setattr(SklearnInferenceServicer, _name, _aborts_with_status(getattr(SklearnInferenceServicer, _name)))
 
 
 class SklearnGRPCServer(GRPCServer):
     async def start(self, max_workers):
         self._server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=(ExceptionToStatusInterceptor(),),
             options=[
                 ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
                 ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),

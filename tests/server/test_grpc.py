@@ -126,3 +126,10 @@ def test_raw_stub_malformed_tensor_is_invalid_argument(served_model, tensor, mes
         _raw_infer(served_model, **tensor)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in error.value.details()
+
+
+def test_raw_stub_unknown_model_metadata_is_not_found(served_model):
+    with grpc.insecure_channel(served_model.grpc_target) as channel:
+        with pytest.raises(grpc.RpcError) as error:
+            GRPCInferenceServiceStub(channel).ModelMetadata(pb.ModelMetadataRequest(name="nope"))
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND

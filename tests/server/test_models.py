@@ -1,9 +1,12 @@
 """Model directories beyond the demo: bare sklearnserver-style files, pipelines with strings,
 regressors, broken artifacts, genuine model failures, and the loop staying free during predict."""
 
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import httpx
 import joblib
 import numpy as np
@@ -14,6 +17,8 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from support.estimators import BlocksUntilFileExists, FailsOnNegative
 
 from conftest import REPO, start_server
@@ -152,6 +157,15 @@ def test_model_failure_is_500_logged_and_alone(tmp_path):
         for rows, response in zip(bodies, responses):
             assert response.status_code == (500 if rows[0][0] < 0 else 200)
         assert httpx.post(url, json={"instances": [[1, 1]]}).json() == {"predictions": [1]}
+        # Over gRPC the same failure is INTERNAL, not a client error.
+        tensor = pb.ModelInferRequest.InferInputTensor(
+            name="x", datatype="FP64", shape=[1, 2], contents=pb.InferTensorContents(fp64_contents=[-5, -5])
+        )
+        with grpc.insecure_channel(served.grpc_target) as channel:
+            with pytest.raises(grpc.RpcError) as error:
+                GRPCInferenceServiceStub(channel).ModelInfer(pb.ModelInferRequest(model_name="fragile", inputs=[tensor]))
+        assert error.value.code() == grpc.StatusCode.INTERNAL
+        assert "simulated model failure" in error.value.details()
 
 
 def test_predict_runs_off_the_event_loop(tmp_path):
@@ -203,9 +217,6 @@ def test_readiness_follows_the_model(demo_model_dir):
 
 
 def test_cli_help_and_unsupported_workers():
-    import subprocess
-    import sys
-
     help_text = subprocess.run([sys.executable, "-m", "model_server", "--help"], capture_output=True, text=True)
     assert help_text.returncode == 0
     for flag in ("--model_dir", "--max_batch_size", "--max_batch_wait_ms", "--max_request_bytes", "--backend",
