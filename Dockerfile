@@ -1,0 +1,109 @@
+# model-server image: `docker run -p 8080:8080 -p 8081:8081 IMAGE` serves the baked-in iris demo
+# model over V1/V2 REST and V2 gRPC; KServe mounts the real model over /mnt/models.
+# Build with scripts/build-image.sh. BASE_IMAGE: any Debian-based image with Python 3.11 and
+# `python3 -m venv` (python:3.11-slim, or localhost/debian-python:bookworm from
+# scripts/prepare-podman.sh where no registry can be reached).
+ARG BASE_IMAGE=python:3.11-slim
+
+# ---------------------------------------------------------------------------------------------
+# build: the venv with the project, pruned; the two demo models trained here.
+FROM ${BASE_IMAGE} AS build
+
+# Index settings are passed in by scripts/build-image.sh, so no host is hard-coded here.
+ARG PIP_INDEX_URL=""
+ARG PIP_EXTRA_INDEX_URL=""
+ARG PIP_TRUSTED_HOST=""
+# PIP_CERT: use the system CA bundle (the builder may mount the host's over it) instead of
+# pip's bundled one, so TLS-inspecting proxies that the host trusts work.
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+
+# `strip` for the debug-info prune below; this stage only, so versions are not pinned.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends binutils \
+ && rm -rf /var/lib/apt/lists/*
+
+RUN python3 -m venv /opt/venv
+WORKDIR /src
+
+# Dependencies in their own layer (read from pyproject.toml), so code changes rebuild quickly.
+COPY pyproject.toml ./
+RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+      > requirements.txt \
+ && /opt/venv/bin/pip install -r requirements.txt
+
+COPY README.md ./
+COPY model_server ./model_server
+RUN /opt/venv/bin/pip install --no-deps .
+
+# Demo models, trained now so the final stage needs no training: v1 is what the image serves
+# by default, v2 is for canary demos (the kind workflow points a second revision at it).
+RUN /opt/venv/bin/python -m model_server.demo /export/mnt/models \
+ && /opt/venv/bin/python -m model_server.demo /export/opt/model-server/demo-v2 --version 2
+
+# Prune what the server never uses (the unpruned venv is ~650 MB; the budget for the image is 500):
+# - distributions kserve requires only for features this server does not use: Pillow (images),
+#   grpcio-tools (protoc), cryptography and aiohttp (client-side auth/HTTP), with the
+#   dependencies only they need; then pip and setuptools, nothing installs at run time;
+# - test suites, C/Cython sources and type stubs;
+# - kubernetes' asyncio client (kserve imports only the synchronous one);
+# - debug info in extension modules (uvloop alone carries 11 MB); only modules that have it, and
+#   never the vendored `*.libs` (auditwheel-patched ELF files that `strip` corrupts); each
+#   stripped module is loaded once to prove it still loads;
+# - the source of the kubernetes client's generated API/model classes: `import kserve` imports
+#   all of them, so they stay as compiled .pyc files, but their ~34 MB of source only serves
+#   tracebacks into code that the server never calls.
+# The last step imports the whole server, so a prune that removes an import fails the build;
+# tests/container runs every protocol against the result.
+WORKDIR /opt/venv/lib/python3.11/site-packages
+RUN /opt/venv/bin/pip uninstall --yes --quiet \
+      pillow grpcio-tools cryptography cffi pycparser \
+      aiohttp aiohttp-retry aiohappyeyeballs aiosignal frozenlist multidict yarl propcache \
+      pip setuptools \
+ && find . -depth -type d \( -name tests -o -name test \) -exec rm -rf {} + \
+ && find . -type f \( -name '*.pyi' -o -name '*.pxd' -o -name '*.pyx' -o -name '*.c' -o -name '*.h' \
+      -o -name '*.cpp' -o -name '*.hpp' \) -delete \
+ && rm -rf kubernetes/aio \
+ && find . -type f -name '*.so' ! -path './*.libs/*' -exec sh -c 'for lib; do \
+      if readelf -S "$lib" | grep -q "[.]debug_"; then \
+        strip --strip-debug "$lib" \
+        && /opt/venv/bin/python -c "import ctypes, sys; ctypes.CDLL(sys.argv[1])" "$lib" || exit 1; \
+      fi; \
+    done' sh {} + \
+ && /opt/venv/bin/python -m compileall -q -b -j 0 kubernetes/client \
+ && find kubernetes/client -name '*.py' -delete \
+ && find kubernetes/client -type d -name __pycache__ -exec rm -rf {} + \
+ && /opt/venv/bin/python -m model_server --help > /dev/null
+
+# ---------------------------------------------------------------------------------------------
+# runtime: the base image plus the venv and the demo models; no compilers, no pip.
+FROM ${BASE_IMAGE}
+
+ARG BASE_IMAGE
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="model-server" \
+      org.opencontainers.image.description="scikit-learn models on KServe: V1, V2 REST and V2 gRPC inference" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
+
+# UID 1000, no home: the root filesystem may be read-only, /tmp is the only place written to.
+RUN id -u 1000 > /dev/null 2>&1 \
+ || useradd --uid 1000 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin \
+      --no-log-init model-server
+
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /export/ /
+
+ENV PATH=/opt/venv/bin:$PATH \
+    HOME=/tmp \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+
+USER 1000:1000
+EXPOSE 8080 8081
+ENTRYPOINT ["/opt/venv/bin/python", "-m", "model_server"]
+CMD ["--model_name=iris", "--model_dir=/mnt/models"]
