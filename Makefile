@@ -44,3 +44,11 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: venv
 	$(PYTHON) -m benchmarks.run $(BENCH_ARGS)
+
+# Container image (see README "Container image"); where no registry is reachable:
+#   scripts/prepare-podman.sh && make image IMAGE_BASE=localhost/debian-python:bookworm
+IMAGE_TAG ?= model-server:dev
+IMAGE_BASE ?= python:3.11-slim
+.PHONY: image
+image:
+	bash scripts/build-image.sh --tag $(IMAGE_TAG) --base-image $(IMAGE_BASE)
