@@ -62,7 +62,7 @@ if [[ -z $mirror ]]; then
 fi
 
 rootfs="$(mktemp -d /tmp/debian-python-rootfs.XXXXXX)"
-trap 'rm -rf "$rootfs"' EXIT
+trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
 
 echo "prepare-podman: debootstrap bookworm from $mirror"
 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
@@ -70,7 +70,6 @@ debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
   tail -n 30 "$rootfs.log" >&2
   exit 1
 }
-rm -f "$rootfs.log"
 # Downloaded .debs, apt lists, docs, man pages and translations (~50 MB) are
 # not needed in a server image (the slim Debian images drop them too).
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \

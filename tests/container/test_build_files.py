@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from container_engine import BUILD_IMAGE, REPO
+from .container_engine import BUILD_IMAGE, REPO
 
 
 def _hadolint() -> str | None:

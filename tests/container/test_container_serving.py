@@ -11,12 +11,13 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-from container_engine import RUN_LIMITS, running_container
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from sklearn.datasets import load_iris
 
 from model_server.demo import train
+
+from .container_engine import RUN_LIMITS, running_container
 
 pytestmark = pytest.mark.timeout(1800)  # the first test may build the image (a few minutes, cold)
 

@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from container_engine import REPO, RUN_LIMITS
+from .container_engine import REPO, RUN_LIMITS
 
 pytestmark = pytest.mark.timeout(1800)  # the first test builds the image (a few minutes, cold)
 
