@@ -158,9 +158,11 @@ def render_markdown(report: dict) -> str:
         f"Measured {meta['date']} on {meta['machine']['description']}; "
         f"wrk -t1 -c16 -d{settings['duration_s']}s (REST), h2load -c16 -m1 -D {settings['duration_s']} (gRPC), "
         f"{settings['warmup_s']} s warm-up before each run, median of {settings['rounds']} alternating rounds, "
-        "one server running at a time.",
+        "one server running at a time. This server at commit "
+        f"{meta['versions']['model-server']}{' with ' + meta['server_args'] if meta['server_args'] else ''}.",
         "",
-        "| model | protocol | rows/request | server | req/s | rows/s | p50 ms | p99 ms | vs KServe req/s | vs KServe p99 | valid |",
+        "| model | protocol | rows/request | server | req/s | rows/s | p50 ms | p99 ms "
+        "| req/s vs KServe | p99 vs KServe (KServe ÷ ours) | valid |",
         "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     vs_kserve = {(r["model"], r["protocol"], r["rows"]): r for r in report["ratios"] if r["baseline"] == KSERVE}
@@ -170,7 +172,7 @@ def render_markdown(report: dict) -> str:
             f"| {row['model']} | {row['protocol']} | {row['rows']} | {SERVER_LABELS.get(row['server'], row['server'])} "
             f"| {_fmt(row['req_per_s'])} | {_fmt(row['rows_per_s'])} | {_fmt(row['p50_ms'], 2)} | {_fmt(row['p99_ms'], 2)} "
             f"| {_fmt(ratio['throughput_x'], 1, 'x') if ratio else ''} "
-            f"| {_fmt(ratio['p99_x'], 1, 'x lower') if ratio else ''} "
+            f"| {_fmt(ratio['p99_x'], 1, 'x') if ratio else ''} "
             f"| {'yes' if row['valid'] else 'INVALID: ' + one_line('; '.join(row['invalid_reasons']))} |"
         )
     lines += ["", "| model | server | cold start to ready (s) | RSS after load (MB) | PSS (MB) | processes |",
@@ -205,15 +207,17 @@ def render_chart(report: dict, path: Path) -> None:
     labels = [f"{m}\n{p}\n{n} row{'s' if n > 1 else ''}" for m, p, n in scenarios]
     width = 0.8 / len(servers)
     fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.3 * len(scenarios)), 8), sharex=True)
-    # Log axes with a fixed floor, so bar heights compare across scenarios; invalid rows get no bar.
+    # Log axes with a fixed floor, so bar heights compare across scenarios.
     for axis, metric, floor, title in ((axes[0], "req_per_s", 10, "requests/s (higher is better)"),
                                        (axes[1], "p99_ms", 0.1, "p99 latency, ms (lower is better)")):
         for index, server in enumerate(servers):
             rows = [by_key.get(scenario + (server,)) for scenario in scenarios]
             values = [r[metric] if r and r["valid"] else 0 for r in rows]
+            labels = ["invalid" if r and not r["valid"] else _bar_label(v) for r, v in zip(rows, values)]
             positions = [i + (index - (len(servers) - 1) / 2) * width for i in range(len(scenarios))]
-            bars = axis.bar(positions, values, width, bottom=0, label=SERVER_LABELS[server])
-            axis.bar_label(bars, labels=[_bar_label(v) for v in values], fontsize=6, rotation=90, padding=2)
+            # an invalid row gets an invisible bar at the floor, only to carry its label
+            bars = axis.bar(positions, [v or floor for v in values], width, bottom=0, label=SERVER_LABELS[server])
+            axis.bar_label(bars, labels=labels, fontsize=6, rotation=90, padding=2)
         axis.set_yscale("log")
         axis.set_ylim(bottom=floor, top=axis.get_ylim()[1] * 3)
         axis.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
@@ -235,3 +239,16 @@ def write_outputs(report: dict, out_dir: Path) -> dict[str, Path]:
     paths["markdown"].write_text(render_markdown(report))
     render_chart(report, paths["chart"])
     return paths
+
+
+README_START, README_END = "<!-- benchmark results: start -->", "<!-- benchmark results: end -->"
+
+
+def update_readme(readme: Path, markdown: str) -> None:
+    """Replace the results between the README's markers with `markdown`."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"{readme} has no {README_START} ... {README_END} markers")
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(f"{head}{README_START}\n{markdown}{README_END}{tail}")

@@ -6,8 +6,8 @@
 Every round starts each server in turn (only the server under test runs),
 records its cold start and RSS, checks one response, warms it up and measures
 it; rounds alternate A B C A B C and the report shows the median of rounds.
-Results go to benchmarks/results/latest.{json,md,png}; the markdown table is
-also printed, ready to paste into the README.
+Results go to benchmarks/results/latest.{json,md,png}; the markdown tables are
+also printed, and --update-readme puts them into README.md's Performance section.
 """
 
 import argparse
@@ -33,8 +33,8 @@ from benchmarks import loadgen, report
 from benchmarks.mlserver_env import MLSERVER_VERSION, ensure_mlserver
 from benchmarks.servers import KSERVE, REPO_ROOT, RunningServer, ServerStartError, mlserver, this_server
 from benchmarks.workloads import (
-    GRPC_INFER_PATH, MODEL_BUILDERS, V1_REST, V2_GRPC, V2_REST, BenchModel, check_predictions, grpc_frame,
-    grpc_request, predictions_in, request_body, rest_path,
+    GRPC_INFER_PATH, MODEL_BUILDERS, PROTOCOLS, V2_GRPC, check_predictions, grpc_frame, grpc_request,
+    predictions_in, request_body, rest_path,
 )
 
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
@@ -47,11 +47,8 @@ class Scenario:
     rows: int
 
 
-FULL_SCENARIOS = [
-    *(Scenario("iris", protocol, rows) for protocol in (V2_REST, V1_REST, V2_GRPC) for rows in (1, 64)),
-    *(Scenario("rf100", protocol, rows) for protocol in (V2_REST, V1_REST, V2_GRPC) for rows in (1, 64)),
-]
-QUICK_SCENARIOS = [Scenario("iris", protocol, 1) for protocol in (V2_REST, V1_REST, V2_GRPC)]
+FULL_SCENARIOS = [Scenario(model, protocol, rows) for model in MODEL_BUILDERS for protocol in PROTOCOLS for rows in (1, 64)]
+QUICK_SCENARIOS = [Scenario("iris", protocol, 1) for protocol in PROTOCOLS]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -69,6 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--server-cpus", default=None, help="pin servers to these CPUs, e.g. 0 (default: no pinning)")
     parser.add_argument("--loadgen-cpus", default=None, help="pin wrk/h2load to these CPUs, e.g. 1 (default: no pinning)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory for latest.{json,md,png}")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="also put the markdown tables into README.md's Performance section")
     args = parser.parse_args(argv)
     quick = args.quick
     args.servers = (args.servers or ("model-server,kserve" if quick else "model-server,kserve,mlserver")).split(",")
@@ -86,10 +85,11 @@ def _cpu_set(spec: str | None) -> set[int] | None:
 # --- one measurement ------------------------------------------------------
 
 
-def check_one_response(server: RunningServer, model: BenchModel, scenario: Scenario) -> tuple[str | None, int]:
+def check_one_response(server: RunningServer, scenario: Scenario) -> tuple[str | None, int]:
     """Send one request and check its predictions. Returns (problem or None,
     framed size of the gRPC response message, which h2load's byte count is
     checked against)."""
+    model = server.model
     rows = model.rows(scenario.rows)
     try:
         if scenario.protocol == V2_GRPC:
@@ -112,20 +112,21 @@ def check_one_response(server: RunningServer, model: BenchModel, scenario: Scena
         return f"{type(error).__name__}: {str(error)[:300]}", 0
 
 
-def measure(server: RunningServer, model: BenchModel, scenario: Scenario, args) -> loadgen.LoadResult:
-    problem, frame_bytes = check_one_response(server, model, scenario)
+def measure(server: RunningServer, scenario: Scenario, args) -> loadgen.LoadResult:
+    """Check one response, warm up, then one measured load run."""
+    problem, frame_bytes = check_one_response(server, scenario)
     if problem:
         return _failed(f"response check failed: {problem}")
     loadgen_cpus = _cpu_set(args.loadgen_cpus)
     pin = (lambda: os.sched_setaffinity(0, loadgen_cpus)) if loadgen_cpus else None
-    body = request_body(scenario.protocol, model.name, model.rows(scenario.rows))
+    body = request_body(scenario.protocol, server.model.name, server.model.rows(scenario.rows))
     if scenario.protocol == V2_GRPC:
         url = server.grpc_url + GRPC_INFER_PATH
 
         def run(seconds):
             return loadgen.run_h2load(url, body, frame_bytes, seconds, pin)
     else:
-        url = server.http_url + rest_path(scenario.protocol, model.name)
+        url = server.http_url + rest_path(scenario.protocol, server.model.name)
 
         def run(seconds):
             return loadgen.run_wrk(url, body, seconds, pin)
@@ -146,8 +147,12 @@ def machine_description() -> str:
 
 
 def git_commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
+    """The commit the server code came from, flagged if model_server/ differs from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + (" + uncommitted changes" if git("status", "--porcelain", "--", "model_server") else "")
 
 
 def server_kinds(args):
@@ -173,7 +178,7 @@ def measure_server(server: RunningServer, scenarios, round_index: int, startup_s
     records = []
     for scenario in scenarios:
         try:
-            result = measure(server, server.model, scenario, args)
+            result = measure(server, scenario, args)
         except RuntimeError as error:  # the load generator itself failed
             result = _failed(str(error))
         log(f"  {scenario.protocol} {scenario.rows:>2} row(s): {result.req_per_s:8.0f} req/s "
@@ -246,7 +251,10 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     results = run_benchmark(args)
     paths = report.write_outputs(results, args.out)
-    sys.stdout.write(report.render_markdown(results))
+    markdown = report.render_markdown(results)
+    sys.stdout.write(markdown)
+    if args.update_readme:
+        report.update_readme(REPO_ROOT / "README.md", markdown)
     log("wrote " + ", ".join(str(p) for p in paths.values()))
 
 

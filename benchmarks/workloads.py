@@ -18,7 +18,7 @@ V2_GRPC = "v2-grpc"
 PROTOCOLS = (V2_REST, V1_REST, V2_GRPC)
 
 GRPC_INFER_PATH = "/inference.GRPCInferenceService/ModelInfer"
-RF_SEED = 0
+SEED = 0
 RF_FEATURES = 20
 RF_TREES = 100
 
@@ -42,7 +42,7 @@ def build_iris(root: Path) -> BenchModel:
     model_dir = root / "iris"
     subprocess.run([sys.executable, "-m", "model_server.demo", str(model_dir)], check=True, capture_output=True)
     features = load_iris().data
-    shuffled = features[np.random.default_rng(RF_SEED).permutation(len(features))]
+    shuffled = features[np.random.default_rng(SEED).permutation(len(features))]
     return BenchModel("iris", model_dir, joblib.load(model_dir / "model.joblib"), shuffled)
 
 
@@ -54,9 +54,9 @@ def build_rf100(root: Path) -> BenchModel:
     model_dir = root / "rf100"
     model_dir.mkdir(parents=True, exist_ok=True)
     features, labels = make_classification(
-        n_samples=2000, n_features=RF_FEATURES, n_informative=10, n_classes=3, random_state=RF_SEED
+        n_samples=2000, n_features=RF_FEATURES, n_informative=10, n_classes=3, random_state=SEED
     )
-    forest = RandomForestClassifier(n_estimators=RF_TREES, random_state=RF_SEED).fit(features, labels)
+    forest = RandomForestClassifier(n_estimators=RF_TREES, random_state=SEED).fit(features, labels)
     joblib.dump(forest, model_dir / "model.joblib")
     return BenchModel("rf100", model_dir, forest, features)
 

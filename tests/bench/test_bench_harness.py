@@ -56,7 +56,7 @@ def test_wrk_counts_error_responses_as_invalid(iris, kserve_baseline):
 
 def test_h2load_counts_grpc_errors_as_invalid(iris, kserve_baseline):
     # A gRPC error still arrives as HTTP 200; only the missing response message gives it away.
-    problem, frame_bytes = check_one_response(kserve_baseline, iris, Scenario(iris.name, V2_GRPC, 1))
+    problem, frame_bytes = check_one_response(kserve_baseline, Scenario(iris.name, V2_GRPC, 1))
     assert problem is None and frame_bytes > 5
     url = kserve_baseline.grpc_url + GRPC_INFER_PATH
     good = loadgen.run_h2load(url, request_body(V2_GRPC, iris.name, iris.rows(1)), frame_bytes, 1)
