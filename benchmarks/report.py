@@ -44,12 +44,16 @@ def summarize_load(rounds: list[dict]) -> list[dict]:
 
 def _row_order(model, protocol, rows, server):
     """Models in build order, protocols as in PROTOCOLS, this server first."""
-    return (_index(list(MODEL_BUILDERS), model), _index(PROTOCOLS, protocol), rows,
+    return (_index(MODEL_BUILDERS, model), _index(PROTOCOLS, protocol), rows,
             _index((OURS, KSERVE, MLSERVER), server), server)
 
 
 def _index(sequence, item) -> int:
     return list(sequence).index(item) if item in sequence else len(sequence)
+
+
+def _by_scenario(load: list[dict]) -> dict:
+    return {(r["model"], r["protocol"], r["rows"], r["server"]): r for r in load}
 
 
 def summarize_startup(samples: list[dict]) -> list[dict]:
@@ -69,7 +73,7 @@ def summarize_startup(samples: list[dict]) -> list[dict]:
 
 def compute_ratios(load: list[dict]) -> list[dict]:
     """This server against each baseline, per scenario, when both rows are valid."""
-    by_key = {(r["model"], r["protocol"], r["rows"], r["server"]): r for r in load}
+    by_key = _by_scenario(load)
     ratios = []
     for (model, protocol, rows, server), ours in by_key.items():
         if server != OURS:
@@ -99,7 +103,7 @@ RSS_TARGET_MB = 150
 
 
 def evaluate_targets(load: list[dict], ratios: list[dict], startup: list[dict]) -> list[dict]:
-    """The issue's targets, each with what this run measured (None = not measured)."""
+    """The issue's targets that this run measured, each with the figure and whether it is met."""
     targets = []
     vs_kserve = {(r["model"], r["protocol"], r["rows"]): r for r in ratios if r["baseline"] == KSERVE}
     for description, model, protocol, rows, want_x, want_p99_x in RATIO_TARGETS:
@@ -112,7 +116,7 @@ def evaluate_targets(load: list[dict], ratios: list[dict], startup: list[dict]) 
         met = got_x is not None and got_x >= want_x and (want_p99_x is None or got_p99_x >= want_p99_x)
         targets.append({"target": description, "measured": measured, "met": met})
 
-    by_key = {(r["model"], r["protocol"], r["rows"], r["server"]): r for r in load}
+    by_key = _by_scenario(load)
     for (model, protocol, rows, server), ours in by_key.items():
         if server != OURS or rows == 1:
             continue
@@ -203,7 +207,7 @@ def render_chart(report: dict, path: Path) -> None:
 
     scenarios = list(dict.fromkeys((r["model"], r["protocol"], r["rows"]) for r in report["load"]))  # table order
     servers = [s for s in (OURS, KSERVE, MLSERVER) if any(r["server"] == s for r in report["load"])]
-    by_key = {(r["model"], r["protocol"], r["rows"], r["server"]): r for r in report["load"]}
+    by_key = _by_scenario(report["load"])
     labels = [f"{m}\n{p}\n{n} row{'s' if n > 1 else ''}" for m, p, n in scenarios]
     width = 0.8 / len(servers)
     fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.3 * len(scenarios)), 8), sharex=True)

@@ -103,7 +103,7 @@ class RunningServer:
 
     def __init__(self, kind: ServerKind, model: BenchModel, workdir: Path, cpus: set[int] | None = None):
         self.kind, self.model = kind, model
-        self.workdir = workdir
+        self.workdir, self.log_path = workdir, workdir / "server.log"
         self.http_port, self.grpc_port = free_port(), free_port()
         self.cpus = cpus
         self.process = None
@@ -120,7 +120,6 @@ class RunningServer:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         argv = self.kind.command(self.model, self.http_port, self.grpc_port, self.workdir)
-        self.log_path = self.workdir / "server.log"
         cpus = self.cpus
         with open(self.log_path, "wb") as log:
             started = time.monotonic()
@@ -168,10 +167,8 @@ class RunningServer:
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=15)
-        except ProcessLookupError:
-            pass  # the whole group is already gone
-        except subprocess.TimeoutExpired:
-            pass
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass  # already gone, or killed below
         try:  # whatever is left of the group (e.g. a stuck worker)
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
