@@ -39,7 +39,7 @@ kind-e2e: venv
 	PYTHON=$(abspath $(PYTHON)) bash scripts/kind-e2e.sh $(KIND_E2E_ARGS)
 
 # Side-by-side benchmark vs stock KServe and MLServer (see README "Performance"), ~15 min; e.g.
-#   make bench BENCH_ARGS=--quick    or    BENCH_ARGS="--server-arg=--workers=2"
+#   make bench BENCH_ARGS=--quick    or    BENCH_ARGS="--server-arg=--backend=onnx"
 BENCH_ARGS ?=
 .PHONY: bench
 bench: venv

@@ -62,7 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=None, help="seconds of warm-up load before each run (default 2)")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds; the median is reported (default 3)")
     parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
-                        help="extra argument for this server, repeatable (e.g. --server-arg=--workers=2)")
+                        help="extra argument for this server, repeatable (e.g. --server-arg=--backend=onnx)")
     parser.add_argument("--server-cpus", default=None, help="pin servers to these CPUs, e.g. 0 (default: no pinning)")
     parser.add_argument("--loadgen-cpus", default=None, help="pin wrk/h2load to these CPUs, e.g. 1 (default: no pinning)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory for latest.{json,md,png}")
