@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Directory with the model file (KServe's storage initializer puts it in /mnt/models).",
     )  # fmt: skip
     parser.add_argument(
-        "--max_batch_size", type=int, default=_env("max_batch_size", 64, int),
+        "--max_batch_size", type=int, default=_env("max_batch_size", 512, int),
         help="Most rows predicted in one estimator call when concurrent requests are batched; 1 turns batching off.",
     )  # fmt: skip
     parser.add_argument(

@@ -30,7 +30,7 @@ PredictFn = Callable[[object, frozenset], Predictions]
 
 
 class MicroBatcher:
-    def __init__(self, predict: PredictFn, executor: Executor, max_rows: int = 64, max_wait_s: float = 0.0):
+    def __init__(self, predict: PredictFn, executor: Executor, max_rows: int = 512, max_wait_s: float = 0.0):
         self._predict = predict
         self._executor = executor
         self.max_rows = max(1, max_rows)

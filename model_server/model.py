@@ -52,7 +52,7 @@ class V2Response:
 
 class SklearnModel(Model):
     def __init__(
-        self, name: str, model_dir: str, max_batch_size: int = 64, max_batch_wait_ms: float = 0.0, backend: str = "sklearn"
+        self, name: str, model_dir: str, max_batch_size: int = 512, max_batch_wait_ms: float = 0.0, backend: str = "sklearn"
     ):
         super().__init__(name)
         self.model_dir = model_dir
