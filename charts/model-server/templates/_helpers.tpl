@@ -82,7 +82,9 @@ volumes:
 The predictor's implementation: `model:` (our runtime or any other) or, with
 customContainer.enabled, `containers:` running the server image directly.
 Called with a dict: root (the chart context) and storageUri, image, args: this
-version's settings (the canary passes its own, the stable predictor model.*).
+version's settings (the canary passes its own, the stable predictor model.*);
+containerName: only for a Standard canary, whose model the v0.20 CRD requires
+to name its container (the stable predictor's model must not).
 */}}
 {{- define "model-server.implementation" -}}
 {{- $v := .root.Values -}}
@@ -113,6 +115,9 @@ containers:
     {{- include "model-server.containerHardening" .root | trim | nindent 4 }}
 {{- else }}
 model:
+  {{- with .containerName }}
+  name: {{ . }}
+  {{- end }}
   modelFormat:
     name: {{ $v.model.format }}
     {{- with $v.model.formatVersion }}
