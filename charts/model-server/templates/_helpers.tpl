@@ -35,8 +35,15 @@
 {{- if and .Values.servingRuntime.enabled (not .Values.model.runtime) (not .Values.customContainer.enabled) }}true{{ end }}
 {{- end }}
 
+{{/* repository:tag, or repository@sha256:... when the tag is a digest. Takes (list repository tag). */}}
+{{- define "model-server.imageRef" -}}
+{{- $repository := index . 0 -}}
+{{- $tag := index . 1 -}}
+{{- printf "%s%s%s" $repository (ternary "@" ":" (hasPrefix "sha256:" $tag)) $tag }}
+{{- end }}
+
 {{- define "model-server.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- include "model-server.imageRef" (list .Values.image.repository (default .Chart.AppVersion .Values.image.tag)) }}
 {{- end }}
 
 {{/* Labels --------------------------------------------------------------- */}}
@@ -218,7 +225,7 @@ version's, and its args follow the stable ones (a later flag wins).
 {{- $c := .Values.canary -}}
 {{- $image := "" -}}
 {{- if or $c.image.repository $c.image.tag -}}
-{{- $image = printf "%s:%s" (default .Values.image.repository $c.image.repository) (default (default .Chart.AppVersion .Values.image.tag) $c.image.tag) -}}
+{{- $image = include "model-server.imageRef" (list (default .Values.image.repository $c.image.repository) (default (default .Chart.AppVersion .Values.image.tag) $c.image.tag)) -}}
 {{- end -}}
 {{- dict "storageUri" (default .Values.model.storageUri $c.storageUri) "image" $image "args" (concat .Values.model.extraArgs $c.extraArgs) | toJson }}
 {{- end }}

@@ -1,0 +1,319 @@
+"""The Helm chart, rendered by the real helm: lint, strict validation, v0.20 rules, values landing where they should."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .kserve_rules import violations
+from .rendering import CHART, CI_VALUES, helm_template, helm_template_error, kinds, one, run
+
+# Not schema-validated: the Prometheus Operator's CRDs are not available offline here. They are
+# checked structurally instead (test_monitor_*): kind, selector and endpoint fields.
+NOT_SCHEMA_VALIDATED = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PodMonitor")}
+
+# The command the kind end-to-end script runs (its contract with this chart).
+E2E_VALUES = [
+    "--set", "image.repository=localhost/model-server", "--set", "image.tag=e2e", "--set", "image.pullPolicy=IfNotPresent",
+    "--set", "model.name=iris", "--set", "deploymentMode=Standard", "--set", "autoscaling.class=hpa",
+    "--set", "autoscaling.minReplicas=1", "--set", "autoscaling.maxReplicas=3", "--set", "canary.enabled=true",
+    "--set", "canary.trafficPercent=20", "--set", "canary.extraArgs={--model_dir=/opt/model-server/demo-v2}",
+]  # fmt: skip
+KNATIVE = ["--set", "deploymentMode=Knative", "--set", "autoscaling.class=kpa"]
+RENDERINGS = {"defaults": []} | {p.stem: ["-f", str(p)] for p in CI_VALUES}
+
+
+def isvc_of(objects):
+    return one(objects, "InferenceService")
+
+
+def runtime_of(objects):
+    return one(objects, "ServingRuntime")["spec"]["containers"][0]
+
+
+def test_ci_covers_every_supported_combination():
+    assert {p.stem for p in CI_VALUES} == {
+        "standard-hpa-values", "standard-keda-values", "standard-canary-values", "knative-kpa-values",
+        "knative-canary-values", "custom-container-values", "other-format-values", "monitoring-values",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("values", RENDERINGS.values(), ids=RENDERINGS.keys())
+def test_lint_strict(helm, values):
+    result = run([helm, "lint", "--strict", str(CHART), *values])
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("values", [*RENDERINGS.values(), E2E_VALUES], ids=[*RENDERINGS.keys(), "e2e"])
+def test_renders_valid_objects_that_keep_the_v0_20_rules(helm, schema_validator, values):
+    objects = helm_template(helm, *values)
+    checked = [o for o in objects if (o["apiVersion"], o["kind"]) not in NOT_SCHEMA_VALIDATED]
+    assert [p for o in checked for p in schema_validator.validate(o)] == []
+    runtimes = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServingRuntime"}
+    assert violations(isvc_of(objects), runtimes) == []
+
+
+def test_defaults_render_a_standard_hpa_deployment_of_our_runtime(helm):
+    objects = helm_template(helm)
+    assert kinds(objects) == ["ConfigMap", "InferenceService", "Pod", "PodDisruptionBudget", "ServingRuntime"]
+    isvc = isvc_of(objects)
+    assert isvc["metadata"]["name"] == "demo"  # model.name defaults to the release name
+    assert isvc["spec"]["predictor"]["model"]["runtime"] == one(objects, "ServingRuntime")["metadata"]["name"]
+    assert "storageUri" not in isvc["spec"]["predictor"]["model"]  # the image's own /mnt/models serves
+
+
+def test_e2e_values_land_where_kserve_reads_them(helm):
+    objects = helm_template(helm, *E2E_VALUES)
+    runtime, isvc = runtime_of(objects), isvc_of(objects)
+    assert (runtime["image"], runtime["imagePullPolicy"]) == ("localhost/model-server:e2e", "IfNotPresent")
+    assert runtime["args"][0] == "--model_name={{.Name}}" and isvc["metadata"]["name"] == "iris"
+    stable = isvc["spec"]["predictor"]
+    assert (stable["minReplicas"], stable["maxReplicas"], stable["scaleMetric"]) == (1, 3, "cpu")
+    assert "storageUri" not in stable["model"] and "args" not in stable["model"]
+    (canary,) = isvc["spec"]["canary"]
+    assert canary["trafficPercent"] == 20 and canary["predictor"]["name"] == "canary"
+    assert canary["predictor"]["model"]["args"] == ["--model_dir=/opt/model-server/demo-v2"]
+    assert "minReplicas" not in canary["predictor"]  # KServe: ceil(1 * 20 / 100) = 1
+
+
+def test_hardening_reaches_the_serving_container_and_the_pod(helm):
+    stable = isvc_of(helm_template(helm))["spec"]["predictor"]
+    context = stable["model"]["securityContext"]
+    assert context["runAsNonRoot"] and context["readOnlyRootFilesystem"] and context["runAsUser"] == 1000
+    assert context["capabilities"]["drop"] == ["ALL"] and context["seccompProfile"]["type"] == "RuntimeDefault"
+    assert stable["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert stable["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
+    assert stable["automountServiceAccountToken"] is False
+
+
+def test_hpa_values(helm):
+    objects = helm_template(helm, "-f", str(CHART / "ci" / "standard-hpa-values.yaml"))
+    isvc = isvc_of(objects)
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "hpa"
+    p = isvc["spec"]["predictor"]
+    assert (p["minReplicas"], p["maxReplicas"], p["scaleMetric"], p["scaleTarget"]) == (2, 6, "cpu", 60)
+    assert p["model"]["storageUri"] == "gs://kfserving-examples/models/sklearn/1.0/model"
+
+
+def test_keda_query_targets_this_release_stable_pods(helm):
+    objects = helm_template(helm, "-f", str(CHART / "ci" / "standard-keda-values.yaml"), namespace="prod")
+    p = isvc_of(objects)["spec"]["predictor"]
+    (metric,) = p["autoScaling"]["metrics"]
+    external = metric["external"]
+    assert external["metric"]["query"] == (
+        'sum(rate(model_server_requests_total{namespace="prod",pod=~"iris-predictor-.*"}[1m]))'
+    )
+    assert external["target"] == {"type": "Value", "value": "40"}
+    assert (p["minReplicas"], p["maxReplicas"]) == (1, 8) and "scaleMetric" not in p
+
+
+def test_keda_query_can_be_replaced(helm):
+    query = "sum(rate(envoy_requests_total[1m]))"
+    objects = helm_template(helm, "--set", "autoscaling.class=keda", "--set", f"autoscaling.keda.query={query}",
+                            "--set", "autoscaling.minReplicas=0")  # fmt: skip
+    p = isvc_of(objects)["spec"]["predictor"]
+    assert p["autoScaling"]["metrics"][0]["external"]["metric"]["query"] == query and p["minReplicas"] == 0
+
+
+def test_kpa_values_and_scale_to_zero(helm):
+    objects = helm_template(helm, "-f", str(CHART / "ci" / "knative-kpa-values.yaml"))
+    isvc = isvc_of(objects)
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
+    assert "serving.kserve.io/autoscalerClass" not in isvc["metadata"]["annotations"]
+    p = isvc["spec"]["predictor"]
+    assert (p["minReplicas"], p["maxReplicas"], p["scaleMetric"], p["scaleTarget"]) == (0, 5, "concurrency", 4)
+    # Knative accepts one port: REST only.
+    assert [port["name"] for port in runtime_of(objects)["ports"]] == ["http1"]
+
+
+def test_knative_grpc_exposes_only_h2c(helm):
+    objects = helm_template(helm, *KNATIVE, "--set", "model.protocolVersion=grpc-v2")
+    runtime = runtime_of(objects)
+    assert runtime["ports"] == [{"name": "h2c", "containerPort": 8081, "protocol": "TCP"}]
+    assert "readinessProbe" not in runtime  # an HTTP probe on a port Knative does not expose would fail
+
+
+def test_knative_canary_is_canary_traffic_percent_on_the_new_version(helm):
+    objects = helm_template(helm, "-f", str(CHART / "ci" / "knative-canary-values.yaml"))
+    isvc = isvc_of(objects)
+    assert "canary" not in isvc["spec"]
+    p = isvc["spec"]["predictor"]
+    assert p["canaryTrafficPercent"] == 25
+    assert p["model"]["storageUri"] == "gs://kfserving-examples/models/sklearn/1.0/model-2"
+
+
+def test_canary_settings_default_to_the_stable_ones_and_args_follow_them(helm):
+    objects = helm_template(helm, "--set", "canary.enabled=true", "--set", "model.storageUri=s3://m/v1",
+                            "--set", "model.extraArgs={--max_batch_size=64}", "--set", "canary.image.tag=0.2.0",
+                            "--set", "canary.extraArgs={--model_dir=/opt/model-server/demo-v2}")  # fmt: skip
+    model = isvc_of(objects)["spec"]["canary"][0]["predictor"]["model"]
+    assert model["storageUri"] == "s3://m/v1"
+    assert model["image"] == "model-server:0.2.0"
+    assert model["args"] == ["--max_batch_size=64", "--model_dir=/opt/model-server/demo-v2"]
+
+
+def test_canary_replicas_are_fixed_and_bounded(helm):
+    objects = helm_template(helm, "--set", "canary.enabled=true", "--set", "canary.replicas=2",
+                            "--set", "autoscaling.minReplicas=2", "--set", "autoscaling.maxReplicas=4")  # fmt: skip
+    assert isvc_of(objects)["spec"]["canary"][0]["predictor"]["minReplicas"] == 2
+    error = helm_template_error(helm, "--set", "canary.enabled=true", "--set", "canary.replicas=3")
+    assert "must not exceed the stable predictor's minReplicas" in error
+
+
+@pytest.mark.parametrize("mode", [[], KNATIVE], ids=["standard", "knative"])
+def test_promote_serves_the_canary_version_as_stable_and_rollback_the_old_one(helm, mode):
+    v2 = ["--set", "model.storageUri=s3://m/v2"]
+    with_canary = isvc_of(helm_template(helm, *mode, "--set", "model.storageUri=s3://m/v1",
+                                        "--set", "canary.enabled=true", "--set", "canary.storageUri=s3://m/v2"))  # fmt: skip
+    promoted = isvc_of(helm_template(helm, *mode, *v2))
+    rolled_back = isvc_of(helm_template(helm, *mode, "--set", "model.storageUri=s3://m/v1"))
+    if mode:  # Knative: the canary version is the predictor spec; promotion drops only the split
+        assert with_canary["spec"]["predictor"]["model"] == promoted["spec"]["predictor"]["model"]
+        assert "canaryTrafficPercent" not in promoted["spec"]["predictor"]
+    else:  # Standard: the stable predictor takes over the canary's model, the canary goes away
+        assert with_canary["spec"]["canary"][0]["predictor"]["model"]["storageUri"] == "s3://m/v2"
+        assert with_canary["spec"]["predictor"]["model"]["storageUri"] == "s3://m/v1"
+    assert promoted["spec"]["predictor"]["model"]["storageUri"] == "s3://m/v2" and "canary" not in promoted["spec"]
+    assert rolled_back["spec"]["predictor"]["model"]["storageUri"] == "s3://m/v1"
+    assert "canary" not in rolled_back["spec"] and "canaryTrafficPercent" not in rolled_back["spec"]["predictor"]
+
+
+def test_custom_container_runs_the_image_without_a_runtime(helm):
+    objects = helm_template(helm, "-f", str(CHART / "ci" / "custom-container-values.yaml"))
+    assert "ServingRuntime" not in kinds(objects)
+    (container,) = isvc_of(objects)["spec"]["predictor"]["containers"]
+    assert container["name"] == "kserve-container" and container["image"] == "model-server:0.1.0"
+    assert container["args"] == ["--model_name=iris", "--model_dir=/mnt/models", "--http_port=8080",
+                                 "--grpc_port=8081", "--max_batch_size=64"]  # fmt: skip
+    assert {"name": "STORAGE_URI", "value": "gs://kfserving-examples/models/sklearn/1.0/model"} in container["env"]
+    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [("http1", 8080), ("h2c", 8081)]
+
+
+def test_other_model_format_goes_to_its_own_runtime(helm):
+    objects = helm_template(helm, "-f", str(CHART / "ci" / "other-format-values.yaml"))
+    assert "ServingRuntime" not in kinds(objects) and "Pod" not in kinds(objects)
+    model = isvc_of(objects)["spec"]["predictor"]["model"]
+    assert model["modelFormat"] == {"name": "tensorflow", "version": "2"}
+    assert model["runtime"] == "kserve-tensorflow-serving"
+    assert model["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
+
+
+def test_other_format_without_runtime_lets_kserve_auto_select(helm):
+    objects = helm_template(helm, "--set", "servingRuntime.enabled=false", "--set", "model.format=onnx")
+    assert "runtime" not in isvc_of(objects)["spec"]["predictor"]["model"]
+
+
+def test_monitor_needs_the_api_or_force(helm):
+    assert "ServiceMonitor" not in kinds(helm_template(helm))
+    api = ["--api-versions", "monitoring.coreos.com/v1/ServiceMonitor"]
+    assert "ServiceMonitor" in kinds(helm_template(helm, *api))
+    assert "ServiceMonitor" not in kinds(helm_template(helm, *api, "--set", "monitoring.serviceMonitor.enabled=false"))
+    assert "ServiceMonitor" in kinds(helm_template(helm, "--set", "monitoring.serviceMonitor.force=true"))
+
+
+def test_monitor_standard_scrapes_kserve_predictor_services(helm):
+    objects = helm_template(helm, "-f", str(CHART / "ci" / "monitoring-values.yaml"))
+    monitor = one(objects, "ServiceMonitor")
+    assert set(monitor["spec"]) == {"selector", "endpoints"}
+    # KServe labels the predictor Services (stable and canary) with these.
+    assert monitor["spec"]["selector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": "iris",
+                                                          "component": "predictor"}  # fmt: skip
+    # KServe names the Service's first port after the container's first port.
+    assert monitor["spec"]["endpoints"] == [{"port": runtime_of(objects)["ports"][0]["name"], "path": "/metrics",
+                                             "interval": "15s"}]  # fmt: skip
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_monitor_knative_scrapes_the_pods_user_port(helm):
+    objects = helm_template(helm, *KNATIVE, "--api-versions", "monitoring.coreos.com/v1/PodMonitor")
+    monitor = one(objects, "PodMonitor")
+    # Knative renames the user container's port to user-port whatever it was called.
+    assert monitor["spec"]["podMetricsEndpoints"] == [{"port": "user-port", "path": "/metrics", "interval": "30s"}]
+
+
+def test_pdb_and_network_policy_select_the_predictor_pods(helm):
+    objects = helm_template(helm, "-f", str(CHART / "ci" / "monitoring-values.yaml"))
+    pod_labels = {"serving.kserve.io/inferenceservice": "iris", "component": "predictor"}
+    pdb = one(objects, "PodDisruptionBudget")
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": pod_labels}}
+    policy = one(objects, "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"] == pod_labels and policy["spec"]["policyTypes"] == ["Ingress"]
+    sources = policy["spec"]["ingress"][0]["from"]
+    assert {"podSelector": {}} in sources
+    allowed = [s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for s in sources[1:]]
+    assert allowed == ["istio-system", "monitoring"]
+
+
+def test_dashboard_configmap_for_the_grafana_sidecar(helm):
+    objects = helm_template(helm, "-f", str(CHART / "ci" / "monitoring-values.yaml"))
+    (dashboard,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["namespace"] == "monitoring"
+    titles = [panel["title"] for panel in json.loads(dashboard["data"]["model-server.json"])["panels"]]
+    assert titles == ["Request rate", "Errors", "Predict latency", "Batch size (rows per estimator call)",
+                      "Request rate by pod (stable vs canary)"]  # fmt: skip
+
+
+def test_helm_test_pod_sends_a_v2_request_to_the_predictor(helm):
+    pod = one(helm_template(helm, "--set", "model.name=iris", namespace="prod"), "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    container = pod["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {"BASE_URL": "http://iris-predictor.prod.svc.cluster.local", "MODEL_NAME": "iris",
+                   "PROTOCOL": "v2", "INSTANCES": "[[5.1,3.5,1.4,0.2]]"}  # fmt: skip
+    assert container["command"][:2] == ["python", "-c"]
+    assert container["command"][2] == (CHART / "files" / "smoke_request.py").read_text()
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        (["--set", "deploymentMode=Serverless"], "'/deploymentMode': value must be one of 'Standard', 'Knative'"),
+        (["--set", "autoscaling.minReplicas=two"], "'/autoscaling/minReplicas': got string, want integer"),
+        (["--set", "canary.trafficPercent=150"], "'/canary/trafficPercent': maximum"),
+        (["--set", "autoscaling.class=kpa"], "value must be one of 'hpa', 'keda', 'none', 'external'"),
+        (["--set", "deploymentMode=Knative"], "'/autoscaling/class': value must be 'kpa'"),
+        (["--set", "autoscaling.minReplicas=0"], "'/autoscaling/minReplicas': minimum: got 0, want 1"),
+        (["--set", "model.format=tensorflow"], "'/model/format': value must be 'sklearn'"),
+        (["--set", "model.name=Iris_Model"], "'/model/name'"),
+        (["--set", "autoscaling.kpa.metric=latency"], "'/autoscaling/kpa/metric'"),
+        (["--set", "replicas=3"], "additional properties 'replicas' not allowed"),
+    ],
+)
+def test_schema_rejects_bad_values(helm, values, expected):
+    assert expected in helm_template_error(helm, *values)
+
+
+def test_template_rejects_max_below_min(helm):
+    error = helm_template_error(helm, "--set", "autoscaling.minReplicas=3", "--set", "autoscaling.maxReplicas=2")
+    assert "autoscaling.maxReplicas (2) must be >= autoscaling.minReplicas (3)" in error
+
+
+def test_template_rejects_standard_canary_of_a_custom_container(helm):
+    error = helm_template_error(helm, "--set", "customContainer.enabled=true", "--set", "canary.enabled=true")
+    assert "a Standard-mode canary needs a model predictor" in error
+
+
+def test_notes_show_the_call_for_the_mode(helm):
+    standard = run([helm, "install", "iris", str(CHART), "--dry-run=client", "-n", "prod"]).stdout
+    assert "port-forward service/iris-predictor 8080:80" in standard
+    assert "localhost:8080/v2/models/iris/infer" in standard and "helm test iris -n prod" in standard
+    knative = run([helm, "install", "iris", str(CHART), "--dry-run=client", *KNATIVE, "--set", "canary.enabled=true"])
+    assert "$URL/v2/models/iris/infer" in knative.stdout and 'Canary "canary" gets 10%' in knative.stdout
+
+
+def test_a_digest_tag_pins_both_versions_by_digest(helm):
+    digest = "sha256:" + "a" * 64
+    objects = helm_template(helm, "--set", f"image.tag={digest}", "--set", "canary.enabled=true",
+                            "--set", "canary.image.repository=registry.example/model-server")  # fmt: skip
+    assert runtime_of(objects)["image"] == f"model-server@{digest}"
+    assert isvc_of(objects)["spec"]["canary"][0]["predictor"]["model"]["image"] == f"registry.example/model-server@{digest}"
+
+
+def test_every_object_is_in_the_release_namespace(helm):
+    objects = helm_template(helm, "-f", str(CHART / "ci" / "monitoring-values.yaml"), namespace="prod")
+    namespaces = {o["kind"]: o["metadata"]["namespace"] for o in objects}
+    assert namespaces == {"ConfigMap": "monitoring", "InferenceService": "prod", "NetworkPolicy": "prod", "Pod": "prod",
+                          "PodDisruptionBudget": "prod", "ServiceMonitor": "prod", "ServingRuntime": "prod"}  # fmt: skip

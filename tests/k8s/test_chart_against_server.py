@@ -1,0 +1,88 @@
+"""What the chart tells a cluster to do, done against the real server on loopback.
+
+No Kubernetes cluster runs here, so the chart's calls are replayed locally: the `helm test`
+client script, the request NOTES.txt prints, and every metric the Grafana dashboard and the KEDA
+query read, against `python -m model_server` (tests/conftest.py's served_model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from .rendering import CHART, helm_template, one, run
+
+SMOKE_REQUEST = CHART / "files" / "smoke_request.py"
+
+
+def smoke_request(served, protocol, name=None, attempts="1"):
+    env = {**os.environ, "BASE_URL": served.http_url, "MODEL_NAME": name or served.model_name,
+           "PROTOCOL": protocol, "INSTANCES": "[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]", "ATTEMPTS": attempts}  # fmt: skip
+    return subprocess.run([sys.executable, str(SMOKE_REQUEST)], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+def test_helm_test_client_passes_against_the_real_server(served_model, protocol):
+    result = smoke_request(served_model, protocol)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK ")
+
+
+def test_helm_test_client_fails_when_the_model_is_not_there(served_model):
+    result = smoke_request(served_model, "v2", name="no-such-model")
+    assert result.returncode == 1 and "no-such-model" in result.stdout
+
+
+def test_notes_request_is_accepted_by_the_real_server(helm, served_model):
+    notes = run([helm, "install", served_model.model_name, str(CHART), "--dry-run=client"]).stdout
+    payload = re.search(r"-d '(\{.*\})'", notes).group(1)
+    response = httpx.post(f"{served_model.http_url}/v2/models/{served_model.model_name}/infer",
+                          content=payload, headers={"Content-Type": "application/json"}, timeout=30)  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"][0]["shape"][0] == 1
+
+
+@pytest.fixture(scope="module")
+def exported(served_model):
+    """Metric samples after one good and one bad request: name -> list of label dicts."""
+    url = f"{served_model.http_url}/v2/models/{served_model.model_name}/infer"
+    good = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]}
+    assert httpx.post(url, json=good, timeout=30).status_code == 200
+    assert httpx.post(url, json={"inputs": "not a list"}, timeout=30).status_code == 400
+    text = httpx.get(f"{served_model.http_url}/metrics", timeout=30).text
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample.labels)
+    return samples
+
+
+def queries(helm) -> list[str]:
+    objects = helm_template(helm, "--set", "autoscaling.class=keda", "--set", "model.name=iris")
+    dashboard = json.loads(one(objects, "ConfigMap")["data"]["model-server.json"])
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    variables = [v["query"]["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    keda = one(objects, "InferenceService")["spec"]["predictor"]["autoScaling"]["metrics"][0]
+    return exprs + variables + [keda["external"]["metric"]["query"]]
+
+
+def test_every_metric_the_dashboard_and_keda_read_is_exported(helm, exported):
+    used = {m for q in queries(helm) for m in re.findall(r"\b(?:model_server|request)_[a-z_]+\b", q)}
+    assert {"model_server_requests_total", "model_server_batch_size_bucket", "request_predict_seconds_bucket"} <= used
+    assert sorted(used - set(exported)) == []
+
+
+def test_metric_labels_the_queries_filter_on(exported, served_model):
+    codes = {labels["code"] for labels in exported["model_server_requests_total"]}
+    assert {"200", "400"} <= codes
+    error = re.compile("2..|OK")  # the dashboard's success matcher: code!~"2..|OK" are errors
+    assert {c for c in codes if not error.fullmatch(c)} >= {"400"} and error.fullmatch("200")
+    assert {labels["protocol"] for labels in exported["model_server_requests_total"]} >= {"v2"}
+    assert {labels["model_name"] for labels in exported["request_predict_seconds_bucket"]} == {served_model.model_name}
