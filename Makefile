@@ -52,3 +52,8 @@ IMAGE_BASE ?= python:3.11-slim
 .PHONY: image
 image:
 	bash scripts/build-image.sh --tag $(IMAGE_TAG) --base-image $(IMAGE_BASE)
+
+# helm, kubectl (if absent) and checkov into .tools/ (see README "Deploy on Kubernetes").
+.PHONY: tools
+tools:
+	bash scripts/install-tools.sh
