@@ -276,6 +276,7 @@ def test_helm_test_pod_sends_a_v2_request_to_the_predictor(helm):
         (["--set", "autoscaling.class=kpa"], "value must be one of 'hpa', 'keda', 'none', 'external'"),
         (["--set", "deploymentMode=Knative"], "'/autoscaling/class': value must be 'kpa'"),
         (["--set", "autoscaling.minReplicas=0"], "'/autoscaling/minReplicas': minimum: got 0, want 1"),
+        (["--set", "autoscaling.class=none", "--set", "autoscaling.minReplicas=0"], "minimum: got 0, want 1"),
         (["--set", "model.format=tensorflow"], "'/model/format': value must be 'sklearn'"),
         (["--set", "model.name=Iris_Model"], "'/model/name'"),
         (["--set", "autoscaling.kpa.metric=latency"], "'/autoscaling/kpa/metric'"),

@@ -26,11 +26,12 @@
 {{- define "model-server.runtimeName" -}}
 {{- if .Values.model.runtime }}
 {{- .Values.model.runtime }}
-{{- else if .Values.servingRuntime.enabled }}
+{{- else if include "model-server.ownRuntime" . }}
 {{- include "model-server.fullname" . }}
 {{- end }}
 {{- end }}
 
+{{/* "true" when this chart renders its own ServingRuntime. */}}
 {{- define "model-server.ownRuntime" -}}
 {{- if and .Values.servingRuntime.enabled (not .Values.model.runtime) (not .Values.customContainer.enabled) }}true{{ end }}
 {{- end }}
@@ -212,7 +213,7 @@ volumeMounts:
     mountPath: /tmp
 {{- end }}
 
-{{/* The stable version's settings, as modelSpec takes them. */}}
+{{/* The stable version's settings, as model-server.implementation takes them. */}}
 {{- define "model-server.stableVersion" -}}
 {{- dict "storageUri" .Values.model.storageUri "image" "" "args" .Values.model.extraArgs | toJson }}
 {{- end }}
