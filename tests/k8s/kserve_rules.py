@@ -84,8 +84,8 @@ def _scaling_violations(mode, autoscaler_class, predictor) -> list[str]:
             f"maxReplicas {predictor.get('maxReplicas')} <= minReplicas {min_replicas}: KServe defaults it to"
             " minReplicas, so the autoscaler never scales"
         )
-    if autoscaler_class not in ("keda",) and min_replicas == 0:
-        problems.append(f"minReplicas 0: only KEDA (Standard) or the KPA (Knative) scale to zero")
+    if autoscaler_class != "keda" and min_replicas == 0:
+        problems.append("minReplicas 0: only KEDA (Standard) or the KPA (Knative) scale to zero")
     return problems
 
 
