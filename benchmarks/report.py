@@ -217,11 +217,11 @@ def render_chart(report: dict, path: Path) -> None:
         for index, server in enumerate(servers):
             rows = [by_key.get(scenario + (server,)) for scenario in scenarios]
             values = [r[metric] if r and r["valid"] else 0 for r in rows]
-            labels = ["invalid" if r and not r["valid"] else _bar_label(v) for r, v in zip(rows, values)]
+            bar_labels = ["invalid" if r and not r["valid"] else _bar_label(v) for r, v in zip(rows, values)]
             positions = [i + (index - (len(servers) - 1) / 2) * width for i in range(len(scenarios))]
             # an invalid row gets an invisible bar at the floor, only to carry its label
             bars = axis.bar(positions, [v or floor for v in values], width, bottom=0, label=SERVER_LABELS[server])
-            axis.bar_label(bars, labels=labels, fontsize=6, rotation=90, padding=2)
+            axis.bar_label(bars, labels=bar_labels, fontsize=6, rotation=90, padding=2)
         axis.set_yscale("log")
         axis.set_ylim(bottom=floor, top=axis.get_ylim()[1] * 3)
         axis.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
