@@ -169,9 +169,6 @@ class SklearnModel(Model):
             # Shape and types were checked already; a ValueError left is about the values
             # themselves (say, a category the fitted encoder has never seen): the client's to fix.
             raise InvalidInput(f"the model rejected the input: {exc}") from exc
-        except Exception:
-            logger.exception("model %s failed in predict", self.name)
-            raise
 
     # -- postprocess ----------------------------------------------------------------------------
 
