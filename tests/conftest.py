@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,15 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def project_tool(name: str) -> str:
+    """A tool from .tools/bin (scripts/install-tools.sh) or PATH; skips the test, naming it, if absent."""
+    local = REPO / ".tools" / "bin" / name
+    found = str(local) if local.exists() else shutil.which(name)
+    if not found:
+        pytest.skip(f"{name} is not installed (scripts/install-tools.sh puts it in .tools/bin)")
+    return found
 
 
 def free_port() -> int:
@@ -52,7 +62,10 @@ def start_server(model_dir, model_name: str = "iris", *extra_args: str, env: dic
         f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", model_name, Path(model_dir), process, log_path
     )
     try:
-        _wait_ready(served, timeout)
+        wait_until_ready(
+            served.http_url, lambda: process.poll() is not None and f"server exited with {process.returncode}",
+            served.log, timeout,
+        )  # fmt: skip
         yield served
     finally:
         process.terminate()
@@ -63,18 +76,20 @@ def start_server(model_dir, model_name: str = "iris", *extra_args: str, env: dic
             process.wait()
 
 
-def _wait_ready(served: ServedModel, timeout: float) -> None:
+def wait_until_ready(http_url: str, stopped, log, timeout: float) -> None:
+    """Poll /v2/health/ready until 200; fail with the log if stopped() says why it ended, or on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if served.process.poll() is not None:
-            raise RuntimeError(f"server exited with {served.process.returncode}:\n{served.log()[-4000:]}")
+        reason = stopped()
+        if reason:
+            raise RuntimeError(f"{reason}:\n{log()[-4000:]}")
         try:
-            if httpx.get(f"{served.http_url}/v2/health/ready", timeout=1).status_code == 200:
+            if httpx.get(f"{http_url}/v2/health/ready", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"server not ready after {timeout}s:\n{served.log()[-4000:]}")
+    raise RuntimeError(f"server not ready after {timeout}s:\n{log()[-4000:]}")
 
 
 @pytest.fixture(scope="session")

@@ -4,13 +4,12 @@ containers of it that publish 8080/8081 on free loopback ports."""
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from conftest import wait_until_ready
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_IMAGE = REPO / "scripts" / "build-image.sh"
@@ -56,17 +55,11 @@ class Container:
         return result.stdout + result.stderr
 
     def wait_ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.engine("inspect", "--format", "{{.State.Running}}", self.name) != "true":
-                raise AssertionError(f"container {self.name} exited:\n{self.logs()[-4000:]}")
-            try:
-                if httpx.get(f"{self.http_url}/v2/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
-        raise AssertionError(f"container {self.name} not ready after {timeout}s:\n{self.logs()[-4000:]}")
+        def stopped():
+            running = self.engine("inspect", "--format", "{{.State.Running}}", self.name) == "true"
+            return not running and f"container {self.name} exited"
+
+        wait_until_ready(self.http_url, stopped, self.logs, timeout)
 
 
 @contextmanager

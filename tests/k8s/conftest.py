@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from .rendering import find_tool
+from conftest import project_tool
+
 from .schemas import SchemaValidator, kserve_crds_dir
-
-
-def _tool(name: str) -> str:
-    found = find_tool(name)
-    if not found:
-        pytest.skip(f"{name} is not installed (scripts/install-tools.sh puts it in .tools/bin)")
-    return found
 
 
 @pytest.fixture(scope="session")
 def helm() -> str:
-    return _tool("helm")
+    return project_tool("helm")
 
 
 @pytest.fixture(scope="session")
 def kubectl() -> str:
-    return _tool("kubectl")
+    return project_tool("kubectl")
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,10 @@
 """Render the kustomize overlays and the Helm chart with the real tools.
 
-Tools are looked up in the project's .tools/bin (scripts/install-tools.sh) first, then on PATH.
+The tools come from the helm/kubectl fixtures (.tools/bin first, then PATH).
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,11 +15,6 @@ CHART = REPO / "charts" / "model-server"
 MANIFESTS = REPO / "manifests"
 OVERLAYS = sorted(p for p in (MANIFESTS / "overlays").iterdir() if (p / "kustomization.yaml").exists())
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
-
-
-def find_tool(name: str) -> str | None:
-    local = REPO / ".tools" / "bin" / name
-    return str(local) if local.exists() else shutil.which(name)
 
 
 def run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:

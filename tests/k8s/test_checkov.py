@@ -15,15 +15,15 @@ import subprocess
 
 import pytest
 
-from .rendering import CHART, find_tool, run
+from conftest import project_tool
+
+from .rendering import CHART, run
 from .test_chart import RENDERINGS
 
 
 @pytest.fixture(scope="module")
 def report(helm, tmp_path_factory):
-    checkov = find_tool("checkov")
-    if not checkov:
-        pytest.skip("checkov is not installed (scripts/install-tools.sh puts it in .tools/bin)")
+    checkov = project_tool("checkov")
     rendered = tmp_path_factory.mktemp("rendered")
     for name, values in RENDERINGS.items():
         # A real namespace: rendering into "default" is a finding of its own (CKV_K8S_21).

@@ -9,23 +9,15 @@ user's kind cluster.
 from __future__ import annotations
 
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import project_tool
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_V2_ARGS = ["--model_dir=/opt/model-server/demo-v2"]
-
-
-def helm() -> str:
-    local = REPO / ".tools" / "bin" / "helm"
-    found = str(local) if local.exists() else shutil.which("helm")
-    if not found:
-        pytest.skip("helm is not installed (scripts/install-tools.sh puts one in .tools/bin)")
-    return found
 
 
 def model_upgrades(mode: str) -> dict[str, list[str]]:
@@ -48,7 +40,7 @@ def render(*set_args: list[str]) -> dict:
     """The InferenceService spec the chart renders with the accumulated values."""
     args = [arg for group in set_args for arg in group]
     result = subprocess.run(
-        [helm(), "template", "iris", str(REPO / "charts" / "model-server"), "--namespace", "model-server-e2e", *args],
+        [project_tool("helm"), "template", "iris", str(REPO / "charts" / "model-server"), "--namespace", "model-server-e2e", *args],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -58,7 +50,7 @@ def render(*set_args: list[str]) -> dict:
 
 def runtime_image(set_args: list[str]) -> str:
     result = subprocess.run(
-        [helm(), "template", "iris", str(REPO / "charts" / "model-server"), *set_args],
+        [project_tool("helm"), "template", "iris", str(REPO / "charts" / "model-server"), *set_args],
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     (runtime,) = [d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "ServingRuntime"]

@@ -6,12 +6,12 @@ Rendered with the real `kubectl kustomize`; no cluster is needed for that.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import project_tool
 
 REPO = Path(__file__).resolve().parents[2]
 KIND_OVERLAYS = REPO / "scripts" / "kind" / "overlays"
@@ -27,18 +27,10 @@ BUILDS_ON = {
 }
 
 
-def kubectl() -> str:
-    local = REPO / ".tools" / "bin" / "kubectl"
-    found = str(local) if local.exists() else shutil.which("kubectl")
-    if not found:
-        pytest.skip("kubectl is not installed (scripts/install-tools.sh puts one in .tools/bin)")
-    return found
-
-
 def render(overlay: str) -> tuple[dict, dict]:
     """The InferenceService spec and the ServingRuntime of a kind overlay."""
     output = subprocess.run(
-        [kubectl(), "kustomize", str(KIND_OVERLAYS / overlay)], capture_output=True, text=True, timeout=60
+        [project_tool("kubectl"), "kustomize", str(KIND_OVERLAYS / overlay)], capture_output=True, text=True, timeout=60
     )
     assert output.returncode == 0, output.stderr
     documents = {doc["kind"]: doc for doc in yaml.safe_load_all(output.stdout)}
