@@ -28,7 +28,9 @@ run: venv demo-model
 	@echo "  curl -s localhost:$(HTTP_PORT)/v2/models/$(MODEL_NAME)"
 	$(PYTHON) -m model_server --model_name $(MODEL_NAME) --model_dir $(MODEL_DIR) --http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
 
-test: venv
+# Tests that need a tool this machine lacks (a container engine, helm) skip and name it;
+# `tools` installs helm and checkov locally, scripts/prepare-podman.sh readies Podman.
+test: venv tools
 	$(PYTHON) -m pytest
 
 # Whole workflow on a local kind cluster (see README "Local kind cluster"), e.g.
