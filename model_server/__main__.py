@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         grpc_port=args.grpc_port,
         workers=args.workers,
         enable_grpc=args.enable_grpc,
+        event_loop=args.event_loop,
     )
     server.start([model])
 

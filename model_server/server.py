@@ -57,13 +57,13 @@ class SklearnModelServer(ModelServer):
                 kwargs=vars(kserve.model_server.args), grace_period=self.grace_period,
             )  # fmt: skip
             self.servers.append(self._grpc_server.start(self.max_threads))
-        _use_event_loop(kserve.model_server.args.event_loop)
+        _use_event_loop(self.event_loop)
         super().start(models)
 
 
 def _use_event_loop(choice: str) -> None:
     """Honour --event-loop: KServe passes it to uvicorn's config, but in a single process it runs
-    its servers under plain asyncio.run(), so uvloop (about twice as fast here) is never used."""
+    its servers under plain asyncio.run(), so uvloop (faster on every route) is never used."""
     if choice in ("auto", "uvloop"):
         try:
             import uvloop
