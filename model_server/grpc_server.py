@@ -20,7 +20,7 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 
 from .codec import decode_v2_grpc, encode_v2_grpc
 from .errors import INTERNAL, status_of
-from .metrics import REQUESTS
+from .metrics import requests_counter
 from .model import ready_model
 
 logger = logging.getLogger(__name__)
@@ -49,9 +49,9 @@ class SklearnInferenceServicer(InferenceServicer):
             model = ready_model(self._data_plane.model_registry, request.model_name)
             response, _ = await model(decode_v2_grpc(request), dict(context.invocation_metadata()))
         except Exception as exc:
-            REQUESTS.labels("grpc", status_of(exc)[1].name).inc()
+            requests_counter("grpc", status_of(exc)[1].name).inc()
             raise
-        REQUESTS.labels("grpc", "OK").inc()
+        requests_counter("grpc", "OK").inc()
         return encode_v2_grpc(response.model_name, response.model_version, response.id, response.outputs)
 
 

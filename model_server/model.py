@@ -52,7 +52,7 @@ class V2Response:
 
 class SklearnModel(Model):
     def __init__(
-        self, name: str, model_dir: str, max_batch_size: int = 512, max_batch_wait_ms: float = 0.0, backend: str = "sklearn"
+        self, name: str, model_dir: str, max_batch_size: int = 512, max_batch_wait_ms: float = 0.0, backend: str = "auto"
     ):
         super().__init__(name)
         self.model_dir = model_dir
@@ -70,10 +70,8 @@ class SklearnModel(Model):
         self.version = self.artifact.version
         self.schema = InputSchema.for_estimator(estimator, self.artifact.features)
         self.output_types = self._derive_output_types()
-        # What predict calls: the estimator, or its ONNX Runtime twin when asked for and faithful.
-        self.engine = estimator
-        if self.backend == "onnx":
-            self.engine = onnx_backend.convert(estimator, self.schema.n_features, self.schema.numeric) or estimator
+        # What predict calls: the estimator, or its ONNX Runtime twin where that is faster and faithful.
+        self.engine = onnx_backend.engine_for(estimator, self.backend, self.schema.n_features, self.schema.numeric)
         # One thread: predict calls never overlap, and batches grow while one runs.
         executor = ThreadPoolExecutor(1, thread_name_prefix="predict", initializer=_quiet_sklearn)
         self.batcher = MicroBatcher(

@@ -1,18 +1,21 @@
-"""Optional ONNX Runtime backend (``--backend onnx``, needs ``pip install model-server[onnx]``).
+"""ONNX Runtime backend: ``--backend auto`` (the default) or ``onnx``; needs ``pip install model-server[onnx]``.
 
 scikit-learn spends milliseconds per call on bookkeeping: a 100-tree forest takes ~4.5 ms for one
-row or for sixty-four, so it caps throughput whatever the batching. The same forest converted by
-skl2onnx runs in ONNX Runtime in ~10 us for one row. The converted model is used only if it
-gives the same answers as the estimator on a parity sample; otherwise the server says why and
-keeps scikit-learn.
+row or for sixty-four (a Python call per tree), so it caps throughput whatever the batching. The
+same forest converted by skl2onnx runs in ONNX Runtime in ~10 us for one row. The converted model
+is used only if it gives the same answers as the estimator on a parity sample; otherwise the
+server says why and keeps scikit-learn.
 
-Scope: classifiers over numeric features (the forest and linear models that dominate tabular
-serving). ONNX computes in float32; scikit-learn's trees split on float32 values too, so tree
-models agree exactly, and linear models agree to ~1e-7 in probabilities.
+``auto`` converts scikit-learn's ensembles only (forests, boosting, bagging), where that per-member
+cost is: a linear model gains little, and importing the converter would cost its cold start ~1 s.
+``onnx`` tries every classifier over numeric features (the forest and linear models that dominate
+tabular serving). ONNX computes in float32; scikit-learn's trees split on float32 values too, so
+tree models agree exactly, and linear models agree to ~1e-7 in probabilities.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 
 import numpy as np
@@ -41,6 +44,27 @@ class OnnxClassifier:
     def _run(self, output: str, X) -> np.ndarray:
         (result,) = self.session.run([output], {self.input_name: np.asarray(X, dtype=np.float32)})
         return result
+
+
+def engine_for(estimator, backend: str, n_features: int | None, numeric: bool):
+    """What predict should call for ``--backend`` sklearn, auto or onnx: the estimator or its twin."""
+    if backend == "sklearn" or (backend == "auto" and not is_ensemble(estimator)):
+        return estimator
+    if backend == "auto" and not _installed():
+        logger.info("backend auto: ONNX Runtime is not installed (pip install model-server[onnx]); using scikit-learn")
+        return estimator
+    return convert(estimator, n_features, numeric) or estimator
+
+
+def is_ensemble(estimator) -> bool:
+    """A scikit-learn ensemble, alone or as the last step of a Pipeline."""
+    steps = getattr(estimator, "steps", None)
+    final = steps[-1][1] if isinstance(steps, list) and steps else estimator
+    return type(final).__module__.startswith("sklearn.ensemble")
+
+
+def _installed() -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "skl2onnx"))
 
 
 def convert(estimator, n_features: int | None, numeric: bool) -> OnnxClassifier | None:

@@ -17,7 +17,7 @@ import orjson
 
 from .codec import INFERENCE_HEADER_LENGTH, decode_v2_rest, encode_v2_rest, loads_json
 from .errors import status_of
-from .metrics import REQUESTS
+from .metrics import requests_counter
 from .model import ready_model
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class InferenceRoutes:
             return await self.app(scope, _replay(body, receive), send)
         protocol, name, version = route
         status, payload, extra_headers = await self._infer(protocol, name, version, body, headers)
-        REQUESTS.labels(protocol, str(status)).inc()
+        requests_counter(protocol, str(status)).inc()
         await _respond(send, status, payload, extra_headers)
 
     async def _read_body(self, receive, headers: dict) -> bytes:

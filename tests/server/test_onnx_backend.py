@@ -1,4 +1,4 @@
-"""--backend onnx: the same answers as scikit-learn, or scikit-learn itself when that is not safe."""
+"""--backend auto/onnx: the same answers as scikit-learn, or scikit-learn itself when that is not safe."""
 
 import httpx
 import joblib
@@ -7,9 +7,11 @@ import pytest
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from conftest import start_server
-from model_server.onnx_backend import OnnxClassifier, convert, parity_problem, parity_sample
+from model_server.onnx_backend import OnnxClassifier, convert, engine_for, parity_problem, parity_sample
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +23,11 @@ def forest(tmp_path_factory):
     return model, model_dir, X
 
 
-def test_forest_served_by_onnxruntime_answers_like_sklearn(forest):
+@pytest.mark.parametrize("flags", [(), ("--backend=onnx",)], ids=["default-auto", "onnx"])
+def test_forest_served_by_onnxruntime_answers_like_sklearn(forest, flags):
     model, model_dir, X = forest
     rows = np.vstack([X[:100], np.random.default_rng(3).normal(size=(100, 20)) * 5])
-    with start_server(model_dir, "forest", "--backend=onnx") as served:
+    with start_server(model_dir, "forest", *flags) as served:
         assert "predicting with onnxruntime" in served.log()
         body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": list(rows.shape), "data": rows.ravel().tolist()}],
                 "outputs": [{"name": "predict"}, {"name": "predict_proba"}]}  # fmt: skip
@@ -52,3 +55,14 @@ def test_parity_check_refuses_a_converted_model_that_disagrees():
     other = convert(LogisticRegression().fit(X, 1 - y), 4, numeric=True)  # the opposite classifier
     assert "labels differ" in parity_problem(model, other, parity_sample(4))
     assert convert(model, 4, numeric=False) is None  # string features: not converted
+
+
+def test_auto_converts_ensembles_only_and_sklearn_never(forest):
+    model, _, X = forest
+    linear = LogisticRegression().fit(X, model.predict(X))
+    piped = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=5, random_state=0)).fit(X, model.predict(X))
+    assert isinstance(engine_for(model, "auto", 20, numeric=True), OnnxClassifier)
+    assert isinstance(engine_for(piped, "auto", 20, numeric=True), OnnxClassifier)
+    assert engine_for(linear, "auto", 20, numeric=True) is linear  # little to gain, ~1 s of imports to lose
+    assert isinstance(engine_for(linear, "onnx", 20, numeric=True), OnnxClassifier)
+    assert engine_for(model, "sklearn", 20, numeric=True) is model
