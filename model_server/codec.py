@@ -160,13 +160,28 @@ def tensor_from_json(name: str, datatype: str, shape: list[int], data: object) -
         except (ValueError, TypeError):
             raise InvalidInput(f"input '{name}': data is ragged (nested lists of unequal length)") from None
         family = datatype.rstrip("0123456789")
+        if datatype == "UINT64" and array.dtype.kind == "f":
+            array = _exact_uint64(data, array)
         if array.size and array.dtype.kind not in ACCEPTED_KINDS[family]:
             found = {"U": "strings", "O": "null, nested or mixed values", "f": "fractional numbers", "b": "booleans"}
             raise InvalidInput(
                 f"input '{name}' is {datatype}, but its data holds {found.get(array.dtype.kind, array.dtype.name)}"
             )
+        if family in ("INT", "UINT") and array.size:
+            limits = np.iinfo(NUMPY_DTYPES[datatype])
+            if array.min() < limits.min or array.max() > limits.max:  # astype would wrap them around
+                raise InvalidInput(f"input '{name}' is {datatype}: its values must lie in [{limits.min}, {limits.max}]")
         array = array.ravel().astype(NUMPY_DTYPES[datatype], copy=False)
     return _array_of_size(name, shape, array)
+
+
+def _exact_uint64(data: list, parsed: np.ndarray) -> np.ndarray:
+    """numpy reads a list of integers that mixes values past 2**63 with smaller ones as float64,
+    losing digits; UINT64 holds them exactly."""
+    flat = np.array(data, dtype=object).ravel()
+    if all(type(v) is int and 0 <= v < 2**64 for v in flat):
+        return flat.astype(np.uint64)
+    return parsed
 
 
 def tensor_from_bytes(name: str, datatype: str, shape: list[int], raw) -> np.ndarray:

@@ -19,7 +19,7 @@ from kserve.metrics import PREDICT_HIST_TIME, get_labels
 from kserve.model import InferenceVerb
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 
-from . import onnx_backend
+from . import engines
 from .artifact import ModelArtifact
 from .batching import MicroBatcher
 from .codec import Output, V2Request, datatype_of, v1_instances
@@ -71,18 +71,19 @@ class SklearnModel(Model):
         self.schema = InputSchema.for_estimator(estimator, self.artifact.features)
         self.output_types = self._derive_output_types()
         # What predict calls: the estimator, or its ONNX Runtime twin where that is faster and faithful.
-        self.engine = onnx_backend.engine_for(estimator, self.backend, self.schema.n_features, self.schema.numeric)
+        self.engine = engines.engine_for(estimator, self.backend, self.schema.n_features, self.schema.numeric)
         # One thread: predict calls never overlap, and batches grow while one runs.
         executor = ThreadPoolExecutor(1, thread_name_prefix="predict", initializer=_quiet_sklearn)
         self.batcher = MicroBatcher(
-            self._predict_batch, executor, self.max_batch_size, self.max_batch_wait_ms / 1000
+            self._predict_batch, executor, self.max_batch_size, self.max_batch_wait_ms / 1000,
+            inline_rows=getattr(self.engine, "inline_max_rows", 0),
         )
         self._predict_seconds = PREDICT_HIST_TIME.labels(**get_labels(self.name))
         self.ready = True
         logger.info(
             "loaded %s (%s, sha256 %s, version %s, %s features, predicting with %s)",
             self.artifact.path, type(estimator).__name__, self.artifact.sha256[:12],
-            self.version, self.schema.n_features, "onnxruntime" if self.engine is not estimator else "scikit-learn",
+            self.version, self.schema.n_features, type(self.engine).__name__ if self.engine is not estimator else "scikit-learn",
         )  # fmt: skip
         return self.ready
 

@@ -38,6 +38,8 @@ V2_CASES = {
     "string data in FP64": (tensor(["a", "b", "c", "d"]), "is FP64, but its data holds strings"),
     "null in data": (tensor([1.0, None, 1.0, 1.0]), "null, nested or mixed values"),
     "fraction in INT32": (tensor([1.5, 1, 1, 1], datatype="INT32"), "is INT32, but its data holds fractional numbers"),
+    "INT8 out of range": (tensor([300, 1, 1, 1], datatype="INT8"), "is INT8: its values must lie in [-128, 127]"),
+    "negative UINT32": (tensor([-1, 1, 1, 1], datatype="UINT32"), "is UINT32: its values must lie in [0, 4294967295]"),
     "empty inputs": ({"inputs": []}, '"inputs" must be a non-empty list'),
     "missing inputs": ({"instances": [ROW]}, '"inputs" must be a non-empty list'),
     "shape does not match data length": (tensor(ROW, shape=(2, 4)), "shape [2, 4] needs 8 values, data has 4"),

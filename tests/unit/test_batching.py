@@ -15,11 +15,13 @@ class RecordingEstimator:
 
     def __init__(self):
         self.calls = []
+        self.threads = []
         self.gate = threading.Event()
 
     def __call__(self, X, outputs):
         self.gate.wait(5)
         self.calls.append(len(X))
+        self.threads.append(threading.current_thread())
         if (X[:, 0] == -1).any():
             raise RuntimeError("bad row")
         return {"sum": X.sum(axis=1), "twice": X.sum(axis=1) * 2}
@@ -103,3 +105,21 @@ def test_wait_lets_a_batch_form_when_idle():
 @pytest.mark.parametrize("max_rows", [0, -3])
 def test_max_rows_is_at_least_one(max_rows):
     assert MicroBatcher(RecordingEstimator(), ThreadPoolExecutor(1), max_rows=max_rows).max_rows == 1
+
+
+def test_small_batches_run_on_the_loop_thread_larger_ones_in_the_executor():
+    estimator = RecordingEstimator()
+    estimator.gate.set()
+
+    async def scenario():
+        batcher = MicroBatcher(estimator, ThreadPoolExecutor(1), max_rows=64, inline_rows=2)
+        small = await batcher.predict(np.ones((2, 1)), frozenset({"sum"}))
+        large = await batcher.predict(np.ones((3, 1)), frozenset({"sum"}))
+        failed = await asyncio.gather(batcher.predict(np.full((1, 1), -1.0), frozenset({"sum"})), return_exceptions=True)
+        return small, large, failed
+
+    small, large, failed = run(scenario())
+    assert small["sum"].tolist() == [1.0, 1.0] and large["sum"].tolist() == [1.0] * 3
+    assert isinstance(failed[0], RuntimeError)  # an error raised on the loop reaches its request too
+    main = threading.main_thread()
+    assert [thread is main for thread in estimator.threads] == [True, False, True]

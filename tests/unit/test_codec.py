@@ -17,6 +17,7 @@ from model_server.codec import (
     decode_v2_rest,
     encode_v2_grpc,
     encode_v2_rest,
+    tensor_from_json,
     tensor_to_bytes,
 )
 
@@ -155,3 +156,9 @@ def test_grpc_errors():
     scalar = pb.ModelInferRequest(inputs=[pb.ModelInferRequest.InferInputTensor(
         name="s", datatype="FP64", shape=[], contents=pb.InferTensorContents(fp64_contents=[2.5]))])  # fmt: skip
     assert decode_v2_grpc(scalar).inputs[0].data.tolist() == 2.5
+
+
+def test_uint64_past_two_to_the_63_stays_exact():
+    # numpy alone would read this list as float64 and lose the low digits (found by the round trip above)
+    data = [2**63, 0, 2**64 - 1]
+    assert tensor_from_json("t", "UINT64", [3], data).tolist() == data

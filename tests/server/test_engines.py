@@ -1,0 +1,92 @@
+"""--backend: faster twins (LinearEngine, OnnxEngine) give scikit-learn's answers, or scikit-learn stays."""
+
+import httpx
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from conftest import start_server
+from model_server.engines import LinearEngine, OnnxEngine, engine_for, parity_problem, parity_sample
+
+
+@pytest.fixture(scope="module")
+def forest(tmp_path_factory):
+    X, y = make_classification(n_samples=600, n_features=20, n_informative=8, n_classes=3, random_state=0)
+    model = RandomForestClassifier(n_estimators=30, random_state=0).fit(X, y)
+    model_dir = tmp_path_factory.mktemp("forest")
+    joblib.dump(model, model_dir / "model.joblib")
+    return model, model_dir, X
+
+
+@pytest.mark.parametrize("flags", [(), ("--backend=onnx",)], ids=["default-auto", "onnx"])
+def test_forest_served_by_onnxruntime_answers_like_sklearn(forest, flags):
+    model, model_dir, X = forest
+    rows = np.vstack([X[:100], np.random.default_rng(3).normal(size=(100, 20)) * 5])
+    with start_server(model_dir, "forest", *flags) as served:
+        assert "predicting with OnnxEngine" in served.log()
+        body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": list(rows.shape), "data": rows.ravel().tolist()}],
+                "outputs": [{"name": "predict"}, {"name": "predict_proba"}]}  # fmt: skip
+        outputs = httpx.post(f"{served.http_url}/v2/models/forest/infer", json=body).json()["outputs"]
+    assert outputs[0]["data"] == model.predict(rows).tolist()
+    np.testing.assert_allclose(np.reshape(outputs[1]["data"], (200, 3)), model.predict_proba(rows), atol=1e-6)
+
+
+def test_models_that_cannot_convert_keep_sklearn(tmp_path):
+    model_dir = tmp_path / "reg"
+    model_dir.mkdir()
+    joblib.dump(LinearRegression().fit([[0.0], [1.0]], [0.0, 2.0]), model_dir / "model.joblib")
+    with start_server(model_dir, "reg", "--backend=onnx") as served:
+        assert "using scikit-learn" in served.log() and "predicting with scikit-learn" in served.log()
+        response = httpx.post(f"{served.http_url}/v1/models/reg:predict", json={"instances": [[3.0]]})
+        assert response.json()["predictions"] == pytest.approx([6.0])
+
+
+def test_parity_check_refuses_a_twin_that_disagrees():
+    X, y = make_classification(n_samples=200, n_features=4, n_informative=3, n_redundant=0, random_state=1)
+    model = LogisticRegression().fit(X, y)
+    assert parity_problem(model, OnnxEngine(model, parity_sample(4)), parity_sample(4)) is None
+    other = LinearEngine(LogisticRegression().fit(X, 1 - y))  # the opposite classifier
+    assert "labels differ" in parity_problem(model, other, parity_sample(4))
+    assert engine_for(model, "onnx", 4, numeric=False) is model  # string features: not converted
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_linear_engine_is_logistic_regression_without_the_validation(n_classes):
+    X, y = make_classification(n_samples=300, n_features=6, n_informative=4, n_classes=n_classes, random_state=2)
+    model = LogisticRegression().fit(X, np.array(["a", "b", "c"])[y])
+    engine = engine_for(model, "auto", 6, numeric=True)
+    assert isinstance(engine, LinearEngine) and engine.inline_max_rows >= 1
+    rows = np.random.default_rng(5).normal(size=(50, 6)) * 3
+    assert engine.predict(rows).tolist() == model.predict(rows).tolist()
+    np.testing.assert_allclose(engine.predict_proba(rows), model.predict_proba(rows), rtol=0, atol=1e-12)
+
+
+def test_auto_picks_by_estimator_and_sklearn_never_converts(forest):
+    model, _, X = forest
+    labels = model.predict(X)
+    linear = LogisticRegression().fit(X, labels)
+    piped = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=5, random_state=0)).fit(X, labels)
+    scaled_linear = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, labels)
+    assert isinstance(engine_for(model, "auto", 20, numeric=True), OnnxEngine)
+    assert isinstance(engine_for(piped, "auto", 20, numeric=True), OnnxEngine)
+    assert isinstance(engine_for(linear, "auto", 20, numeric=True), LinearEngine)
+    assert engine_for(scaled_linear, "auto", 20, numeric=True) is scaled_linear
+    assert isinstance(engine_for(linear, "onnx", 20, numeric=True), OnnxEngine)
+    assert engine_for(model, "sklearn", 20, numeric=True) is model
+    assert engine_for(linear, "sklearn", 20, numeric=True) is linear
+
+
+def test_sklearn_backend_serves_the_estimator_itself(tmp_path):
+    X, y = make_classification(n_samples=200, n_features=4, n_informative=3, n_redundant=0, random_state=1)
+    model = LogisticRegression().fit(X, y)
+    joblib.dump(model, tmp_path / "model.joblib")
+    with start_server(tmp_path, "lr", "--backend=sklearn") as served:
+        assert "predicting with scikit-learn" in served.log()
+        response = httpx.post(f"{served.http_url}/v1/models/lr:predict", json={"instances": X[:20].tolist(), "parameters": {"probabilities": True}})
+    assert response.json()["predictions"] == model.predict(X[:20]).tolist()
+    np.testing.assert_allclose(response.json()["probabilities"], model.predict_proba(X[:20]), atol=1e-12)
