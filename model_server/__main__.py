@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 
 from kserve import logging as kserve_logging
 from kserve import model_server as kserve_model_server
@@ -83,21 +84,26 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--workers must be 1: run more replicas to use more cores")
     if args.configure_logging:
         _configure_logging(args.log_config_file)
+    # KServe 0.21's own routes use FastAPI's deprecated ORJSONResponse; the warning on the first
+    # health check is for KServe's maintainers, and nothing a user of this server can act on.
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
     model = SklearnModel(args.model_name, args.model_dir, args.max_batch_size, args.max_batch_wait_ms, args.backend)
     try:
         model.load()
     except (ArtifactError, ValueError) as exc:
         logger.error("cannot serve %s: %s", args.model_dir, exc)
         sys.exit(1)
+    # Every KServe setting from our parse: ModelServer's defaults come from KServe's own parse of
+    # sys.argv at import, which knows none of our flags and reads "--access_log" as an
+    # abbreviation of its "--access_log_format".
+    kserve_settings = ("http_port", "grpc_port", "workers", "max_threads", "max_asyncio_workers", "enable_grpc",
+                       "enable_docs_url", "enable_latency_logging", "access_log_format", "event_loop",
+                       "timeout_keep_alive", "ssl_certfile", "ssl_keyfile")  # fmt: skip
     server = SklearnModelServer(
         max_request_bytes=args.max_request_bytes,
         access_log=args.access_log,
-        enable_latency_logging=args.enable_latency_logging,
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
-        workers=args.workers,
-        enable_grpc=args.enable_grpc,
-        event_loop=args.event_loop,
+        grpc_options=args,
+        **{name: getattr(args, name) for name in kserve_settings},
     )
     server.start([model])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 
@@ -33,12 +34,20 @@ class ReadinessAwareDataPlane(DataPlane):
 
 
 class SklearnModelServer(ModelServer):
-    def __init__(self, max_request_bytes: int, access_log: bool = False, enable_grpc: bool = True, **kwargs):
+    def __init__(
+        self, max_request_bytes: int, grpc_options: argparse.Namespace, access_log: bool = False,
+        enable_grpc: bool = True, **kwargs,
+    ):  # fmt: skip
         # KServe's start() would build its own gRPC server; ours is added in start() instead.
         super().__init__(enable_grpc=False, **kwargs)
         self.serve_grpc = enable_grpc
-        if not access_log:  # KServe's logging setup (in super().__init__) turns it on
-            logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+        self.grpc_options = grpc_options
+        if not access_log:
+            # KServe's logging setup (in super().__init__) gives uvicorn.access a handler. Uvicorn
+            # decides per connection with hasHandlers(), and formats the line's arguments (client
+            # address, quoted path) before the logger's level could discard it: no handler at all.
+            access = logging.getLogger("uvicorn.access")
+            access.handlers, access.propagate = [], False
         self.dataplane = ReadinessAwareDataPlane(model_registry=self.registered_models)
         self.max_request_bytes = max_request_bytes
 
@@ -47,7 +56,7 @@ class SklearnModelServer(ModelServer):
             # Set as _grpc_server so that KServe's stop() shuts it down on SIGTERM.
             self._grpc_server = SklearnGRPCServer(
                 self.grpc_port, self.dataplane, self.model_repository_extension,
-                kwargs=vars(kserve.model_server.args), grace_period=self.grace_period,
+                kwargs=vars(self.grpc_options), grace_period=self.grace_period,
             )  # fmt: skip
             self.servers.append(self._grpc_server.start(self.max_threads))
         _use_event_loop(self.event_loop)

@@ -224,3 +224,15 @@ def test_cli_help_and_unsupported_workers():
         assert flag in help_text.stdout
     workers = subprocess.run([sys.executable, "-m", "model_server", "--workers=2"], capture_output=True, text=True)
     assert workers.returncode == 2 and "--workers must be 1" in workers.stderr
+
+
+@pytest.mark.parametrize("flags, logged", [((), False), (("--access_log=true",), True)], ids=["default", "asked"])
+def test_access_log_lines_only_when_asked(demo_model_dir, flags, logged):
+    with start_server(demo_model_dir, "iris", *flags) as served:
+        for _ in range(3):
+            httpx.post(f"{served.http_url}/v1/models/iris:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+        httpx.get(f"{served.http_url}/v2/models/iris")
+        log = served.log()
+    assert ('"POST /v1/models/iris%3Apredict HTTP/1.1" 200' in log) is logged  # our route
+    assert ('"GET /v2/models/iris HTTP/1.1" 200' in log) is logged  # KServe's
+    assert "Deprecation" not in log  # KServe's ORJSONResponse warning is not the user's business
