@@ -8,12 +8,19 @@ upper case with a ``MODEL_SERVER_`` prefix (for the Helm chart and Dockerfile).
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
 import warnings
 
-from kserve import logging as kserve_logging
+if __name__ == "__main__":
+    # Startup allocates ~10^6 objects that live as long as the process (KServe, scikit-learn,
+    # pandas, the model); the collector would walk them again and again while they load (~0.2 s
+    # of cold start). SklearnModelServer freezes them and turns the collector on before serving.
+    gc.disable()
+
+from kserve import logging as kserve_logging  # noqa: E402 (after the collector is off)
 from kserve import model_server as kserve_model_server
 
 from .artifact import ArtifactError

@@ -99,3 +99,13 @@ def test_quick_run_writes_json_markdown_and_png(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", png[16:24])  # IHDR
     assert width >= 400 and height >= 300
+
+
+def test_grpc_floor_serves_and_measures_every_call():
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.grpc_floor", "--duration", "1", "--rounds", "1"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rate = float(done.stdout.splitlines()[-1].split(": ")[1].split(" ")[0].replace(",", ""))
+    assert rate > 0  # a run with any failed call exits non-zero ("invalid run")
