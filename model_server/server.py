@@ -11,7 +11,7 @@ from kserve import ModelServer
 from kserve.protocol.dataplane import DataPlane
 
 from .grpc_server import SklearnGRPCServer
-from .rest import InferenceRoutes
+from .rest import CoalescingHttpToolsProtocol, InferenceRoutes
 
 
 class ReadinessAwareDataPlane(DataPlane):
@@ -69,8 +69,10 @@ class SklearnModelServer(ModelServer):
         # telemetry check, Starlette and KServe's timing middleware (which logs two lines per
         # request); together ~10% of a one-row request. Uvicorn builds that chain in config.load(), done here, just before the
         # servers start, instead of inside serve(). Every other route still takes the whole chain.
+        # Connections are handled by uvicorn's httptools protocol with coalesced writes (rest.py).
         if self._rest_server is not None:
             config = self._rest_server.config
+            config.http = CoalescingHttpToolsProtocol
             config.load()
             config.loaded_app = InferenceRoutes(
                 config.loaded_app, registry=self.registered_models, max_body_bytes=self.max_request_bytes

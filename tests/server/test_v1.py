@@ -1,6 +1,7 @@
 """V1 protocol against the real server: httpx, kserve.InferenceRESTClient, CloudEvents SDK."""
 
 import asyncio
+import socket
 
 import httpx
 import pytest
@@ -75,3 +76,25 @@ def test_cloudevents_in_and_out(served_model, mode):
     assert event["type"] == "io.kserve.inference.response"
     data = event.data if isinstance(event.data, dict) else __import__("json").loads(event.data)
     assert data == {"predictions": [0, 2]}
+
+
+def test_pipelined_requests_and_connection_close_on_a_raw_socket(served_model):
+    # Responses are written once per loop iteration (rest.CoalescingHttpToolsProtocol): pipelined
+    # requests must still come back whole and in order, and "Connection: close" only after the
+    # last response has been sent.
+    host, port = served_model.http_url.removeprefix("http://").split(":")
+    body = b'{"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}'
+
+    def request(close: bool) -> bytes:
+        headers = f"POST /v1/models/iris:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+        return (headers + ("Connection: close\r\n" if close else "") + "\r\n").encode() + body
+
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(request(False) + request(False) + request(True))
+        received = b""
+        while chunk := conn.recv(65536):  # ends when the server closes the connection
+            received += chunk
+    responses = received.split(b"HTTP/1.1 ")[1:]
+    assert len(responses) == 3
+    for response in responses:
+        assert response.startswith(b"200 OK") and response.endswith(b'{"predictions":[0,2]}')
