@@ -70,7 +70,7 @@ class SklearnModel(Model):
         self.version = self.artifact.version
         self.schema = InputSchema.for_estimator(estimator, self.artifact.features)
         self.output_types = self._derive_output_types()
-        # What predict calls: the estimator, or its ONNX Runtime twin where that is faster and faithful.
+        # What predict calls: the estimator, or a faster twin that gives the same answers (engines.py).
         self.engine = engines.engine_for(estimator, self.backend, self.schema.n_features, self.schema.numeric)
         # One thread: predict calls never overlap, and batches grow while one runs.
         executor = ThreadPoolExecutor(1, thread_name_prefix="predict", initializer=_quiet_sklearn)

@@ -148,21 +148,28 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
 
 class _CoalescingTransport:
-    """A transport whose write() sends, at the end of the loop iteration, all written so far."""
+    """A transport whose write() sends, at the end of the loop iteration, all written so far (at
+    once past MAX_PENDING bytes, so that a body streamed without yielding is not held whole)."""
+
+    MAX_PENDING = 64 * 1024
 
     def __init__(self, transport, loop):
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
+        self._pending_bytes = 0
 
     def write(self, data: bytes) -> None:
         if not self._pending:
             self._loop.call_soon(self._flush)
         self._pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pending_bytes > self.MAX_PENDING:
+            self._flush()
 
     def _flush(self) -> None:
         if self._pending:
-            data, self._pending = b"".join(self._pending), []
+            data, self._pending, self._pending_bytes = b"".join(self._pending), [], 0
             if not self._transport.is_closing():
                 self._transport.write(data)
 

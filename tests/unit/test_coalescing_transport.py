@@ -53,3 +53,20 @@ def test_close_sends_what_was_written_first_and_a_closing_socket_gets_nothing():
     assert real.writes == [b"last response"] and real.closed
     assert gone.writes == []
     assert to_gone.get_extra_info("peername") == ("127.0.0.1", 1234)  # the rest is the real transport's
+
+
+def test_a_large_body_goes_out_at_once_instead_of_piling_up():
+    async def scenario():
+        real = RecordingTransport()
+        transport = _CoalescingTransport(real, asyncio.get_running_loop())
+        chunk = b"x" * 40_000
+        transport.write(chunk)
+        transport.write(chunk)  # past MAX_PENDING: sent now, within the iteration
+        sent_at_once = list(real.writes)
+        transport.write(b"tail")
+        await asyncio.sleep(0)
+        return sent_at_once, real.writes
+
+    sent_at_once, writes = asyncio.run(scenario())
+    assert sent_at_once == [b"x" * 80_000]
+    assert writes == [b"x" * 80_000, b"tail"]
