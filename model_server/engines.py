@@ -50,7 +50,7 @@ def engine_for(estimator, backend: str, n_features: int | None, numeric: bool):
     if backend == "auto":
         if _is_logistic_regression(estimator):
             return _checked_twin(estimator, LinearEngine, n_features, numeric)
-        if not is_ensemble(estimator):
+        if not _is_ensemble(estimator):
             return estimator
         if not _onnx_installed():
             logger.info("backend auto: ONNX Runtime is not installed (pip install model-server[onnx]); using scikit-learn")
@@ -58,7 +58,7 @@ def engine_for(estimator, backend: str, n_features: int | None, numeric: bool):
     return _checked_twin(estimator, OnnxEngine, n_features, numeric)
 
 
-def is_ensemble(estimator) -> bool:
+def _is_ensemble(estimator) -> bool:
     """A scikit-learn ensemble, alone or as the last step of a Pipeline."""
     steps = getattr(estimator, "steps", None)
     final = steps[-1][1] if isinstance(steps, list) and steps else estimator

@@ -152,7 +152,7 @@ class SklearnModel(Model):
         return request
 
     def _predict_batch(self, X, outputs: frozenset) -> dict[str, np.ndarray]:
-        """Runs in the predict thread, on a whole batch."""
+        """Runs on a whole batch: in the predict thread, or on the event loop when the engine is that fast."""
         engine = self.engine
         try:
             result = {}
