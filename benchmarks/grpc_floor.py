@@ -10,7 +10,6 @@ bounds any gRPC ratio against the KServe anchor.
 """
 
 import argparse
-import asyncio
 import statistics
 import subprocess
 import sys
@@ -73,7 +72,9 @@ def main() -> None:
             if not result.valid:
                 sys.exit(f"invalid run: {result.invalid_reason}")
             rates.append(result.req_per_s)
-            print(f"grpcio floor: {result.req_per_s:,.0f} req/s (p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms)")
+            print(
+                f"grpcio floor: {result.req_per_s:,.0f} req/s (p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms)"
+            )
         print(f"median of {args.rounds}: {statistics.median(rates):,.0f} req/s")
     finally:
         server.terminate()

@@ -30,9 +30,7 @@ class SklearnBaselineModel(kserve.Model):
         self.estimator = None
 
     def load(self) -> bool:
-        candidates = sorted(
-            p for p in self.model_dir.iterdir() if p.is_file() and p.name.endswith(MODEL_FILE_SUFFIXES)
-        )
+        candidates = sorted(p for p in self.model_dir.iterdir() if p.is_file() and p.name.endswith(MODEL_FILE_SUFFIXES))
         if not candidates:
             raise ModelMissingError(str(self.model_dir))
         if len(candidates) > 1:

@@ -62,9 +62,20 @@ def run_wrk(url: str, body: bytes, duration_s: float, preexec_fn=None) -> LoadRe
         body_file.write(body)
         body_file.flush()
         out = _run(
-            ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration_s}s", f"--timeout={WRK_TIMEOUT}",
-             "-s", str(POST_SCRIPT), url, "--", body_file.name],
-            duration_s, preexec_fn,
+            [
+                "wrk",
+                "-t1",
+                f"-c{CONNECTIONS}",
+                f"-d{duration_s}s",
+                f"--timeout={WRK_TIMEOUT}",
+                "-s",
+                str(POST_SCRIPT),
+                url,
+                "--",
+                body_file.name,
+            ],
+            duration_s,
+            preexec_fn,
         )
     match = re.search(r"^WRK_RESULT (\{.*\})$", out, re.MULTILINE)
     if not match:
@@ -99,16 +110,35 @@ def run_h2load(url: str, frame: bytes, response_frame_bytes: int, duration_s: fl
         body_path, log_path = Path(tmp, "request.bin"), Path(tmp, "requests.tsv")
         body_path.write_bytes(frame)
         out = _run(
-            ["h2load", f"-c{CONNECTIONS}", "-m1", "-t1", "-D", str(duration_s), "-d", str(body_path),
-             "-H", "content-type: application/grpc", "-H", "te: trailers",
-             f"--log-file={log_path}", url],
-            duration_s, preexec_fn,
+            [
+                "h2load",
+                f"-c{CONNECTIONS}",
+                "-m1",
+                "-t1",
+                "-D",
+                str(duration_s),
+                "-d",
+                str(body_path),
+                "-H",
+                "content-type: application/grpc",
+                "-H",
+                "te: trailers",
+                f"--log-file={log_path}",
+                url,
+            ],
+            duration_s,
+            preexec_fn,
         )
         # per-request log columns: start time (us since epoch), HTTP status, duration (us)
         log = np.loadtxt(log_path, dtype=np.int64, ndmin=2) if log_path.stat().st_size else np.empty((0, 3))
-    counts = dict(re.search(r"requests: (?P<total>\d+) total, \d+ started, (?P<done>\d+) done, "
-                            r"(?P<succeeded>\d+) succeeded, (?P<failed>\d+) failed, (?P<errored>\d+) errored, "
-                            r"(?P<timeout>\d+) timeout", out).groupdict())
+    counts = dict(
+        re.search(
+            r"requests: (?P<total>\d+) total, \d+ started, (?P<done>\d+) done, "
+            r"(?P<succeeded>\d+) succeeded, (?P<failed>\d+) failed, (?P<errored>\d+) errored, "
+            r"(?P<timeout>\d+) timeout",
+            out,
+        ).groupdict()
+    )
     counts = {key: int(value) for key, value in counts.items()}
     req_per_s = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
     data_bytes = int(re.search(r"\((\d+)\) data", out).group(1))

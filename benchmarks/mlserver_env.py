@@ -17,8 +17,12 @@ VENV_DIR = Path(__file__).resolve().parent / ".venvs" / "mlserver"
 
 
 def requirements() -> list[str]:
-    return [f"mlserver=={MLSERVER_VERSION}", f"mlserver-sklearn=={MLSERVER_VERSION}",
-            f"scikit-learn=={sklearn.__version__}", "uvloop==0.21.0"]
+    return [
+        f"mlserver=={MLSERVER_VERSION}",
+        f"mlserver-sklearn=={MLSERVER_VERSION}",
+        f"scikit-learn=={sklearn.__version__}",
+        "uvloop==0.21.0",
+    ]
 
 
 def ensure_mlserver(venv_dir: Path = VENV_DIR) -> Path:
@@ -30,7 +34,9 @@ def ensure_mlserver(venv_dir: Path = VENV_DIR) -> Path:
         return mlserver_bin
     print(f"installing {', '.join(requirements())} into {venv_dir} ...", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv_dir)], check=True)
-    subprocess.run([str(venv_dir / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-                    *requirements()], check=True)
+    subprocess.run(
+        [str(venv_dir / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", *requirements()],
+        check=True,
+    )
     stamp.write_text(wanted)
     return mlserver_bin

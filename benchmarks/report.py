@@ -30,22 +30,33 @@ def summarize_load(rounds: list[dict]) -> list[dict]:
     summary = []
     for (model, protocol, rows, server), runs in sorted(groups.items(), key=lambda item: _row_order(*item[0])):
         req_per_s = _median([run["req_per_s"] for run in runs])
-        summary.append({
-            "model": model, "protocol": protocol, "rows": rows, "server": server,
-            "req_per_s": req_per_s, "rows_per_s": req_per_s * rows,
-            "p50_ms": _median([run["p50_ms"] for run in runs]),
-            "p99_ms": _median([run["p99_ms"] for run in runs]),
-            "rounds": len(runs),
-            "valid": all(run["valid"] for run in runs),
-            "invalid_reasons": sorted({run["invalid_reason"] for run in runs if run["invalid_reason"]}),
-        })
+        summary.append(
+            {
+                "model": model,
+                "protocol": protocol,
+                "rows": rows,
+                "server": server,
+                "req_per_s": req_per_s,
+                "rows_per_s": req_per_s * rows,
+                "p50_ms": _median([run["p50_ms"] for run in runs]),
+                "p99_ms": _median([run["p99_ms"] for run in runs]),
+                "rounds": len(runs),
+                "valid": all(run["valid"] for run in runs),
+                "invalid_reasons": sorted({run["invalid_reason"] for run in runs if run["invalid_reason"]}),
+            }
+        )
     return summary
 
 
 def _row_order(model, protocol, rows, server):
     """Models in build order, protocols as in PROTOCOLS, this server first."""
-    return (_index(MODEL_BUILDERS, model), _index(PROTOCOLS, protocol), rows,
-            _index((OURS, KSERVE, MLSERVER), server), server)
+    return (
+        _index(MODEL_BUILDERS, model),
+        _index(PROTOCOLS, protocol),
+        rows,
+        _index((OURS, KSERVE, MLSERVER), server),
+        server,
+    )
 
 
 def _index(sequence, item) -> int:
@@ -61,12 +72,15 @@ def summarize_startup(samples: list[dict]) -> list[dict]:
     for sample in samples:
         groups[(sample["model"], sample["server"])].append(sample)
     return [
-        {"model": model, "server": server,
-         "cold_start_s": _median([s["cold_start_s"] for s in group]),
-         "rss_mb": _median([s["rss_mb"] for s in group]),
-         "pss_mb": _median([s["pss_mb"] for s in group]),
-         "processes": max(s["processes"] for s in group),
-         "samples": len(group)}
+        {
+            "model": model,
+            "server": server,
+            "cold_start_s": _median([s["cold_start_s"] for s in group]),
+            "rss_mb": _median([s["rss_mb"] for s in group]),
+            "pss_mb": _median([s["pss_mb"] for s in group]),
+            "processes": max(s["processes"] for s in group),
+            "samples": len(group),
+        }
         for (model, server), group in sorted(groups.items(), key=lambda item: _row_order(item[0][0], "", 0, item[0][1]))
     ]
 
@@ -83,11 +97,16 @@ def compute_ratios(load: list[dict]) -> list[dict]:
             if base is None:
                 continue
             comparable = ours["valid"] and base["valid"] and ours["req_per_s"] and ours["p99_ms"]
-            ratios.append({
-                "model": model, "protocol": protocol, "rows": rows, "baseline": baseline,
-                "throughput_x": ours["req_per_s"] / base["req_per_s"] if comparable else None,
-                "p99_x": base["p99_ms"] / ours["p99_ms"] if comparable else None,  # >1 means ours is lower
-            })
+            ratios.append(
+                {
+                    "model": model,
+                    "protocol": protocol,
+                    "rows": rows,
+                    "baseline": baseline,
+                    "throughput_x": ours["req_per_s"] / base["req_per_s"] if comparable else None,
+                    "p99_x": base["p99_ms"] / ours["p99_ms"] if comparable else None,  # >1 means ours is lower
+                }
+            )
     return ratios
 
 
@@ -111,8 +130,11 @@ def evaluate_targets(load: list[dict], ratios: list[dict], startup: list[dict]) 
         if ratio is None:
             continue
         got_x, got_p99_x = ratio["throughput_x"], ratio["p99_x"]
-        measured = "n/a (invalid row)" if got_x is None else f"{got_x:.1f}x req/s" + (
-            f", p99 {got_p99_x:.1f}x lower" if want_p99_x else "")
+        measured = (
+            "n/a (invalid row)"
+            if got_x is None
+            else f"{got_x:.1f}x req/s" + (f", p99 {got_p99_x:.1f}x lower" if want_p99_x else "")
+        )
         met = got_x is not None and got_x >= want_x and (want_p99_x is None or got_p99_x >= want_p99_x)
         targets.append({"target": description, "measured": measured, "met": met})
 
@@ -125,20 +147,32 @@ def evaluate_targets(load: list[dict], ratios: list[dict], startup: list[dict]) 
         if not valid_anchors:
             continue
         best = max(valid_anchors, key=lambda a: a["rows_per_s"])
-        targets.append({
-            "target": f"{model} {protocol} {rows} rows: rows/s >= best baseline ({SERVER_LABELS[best['server']]})",
-            "measured": f"{ours['rows_per_s']:.0f} vs {best['rows_per_s']:.0f} rows/s" if ours["valid"] else "n/a (invalid row)",
-            "met": ours["valid"] and ours["rows_per_s"] >= best["rows_per_s"],
-        })
+        targets.append(
+            {
+                "target": f"{model} {protocol} {rows} rows: rows/s >= best baseline ({SERVER_LABELS[best['server']]})",
+                "measured": f"{ours['rows_per_s']:.0f} vs {best['rows_per_s']:.0f} rows/s"
+                if ours["valid"]
+                else "n/a (invalid row)",
+                "met": ours["valid"] and ours["rows_per_s"] >= best["rows_per_s"],
+            }
+        )
 
     for row in startup:
         if row["server"] == OURS and row["model"] == "iris":
-            targets.append({"target": f"cold start to ready <= {COLD_START_TARGET_S} s",
-                            "measured": f"{row['cold_start_s']:.2f} s",
-                            "met": row["cold_start_s"] <= COLD_START_TARGET_S})
-            targets.append({"target": f"RSS after loading iris <= {RSS_TARGET_MB} MB",
-                            "measured": f"{row['rss_mb']:.0f} MB",
-                            "met": row["rss_mb"] <= RSS_TARGET_MB})
+            targets.append(
+                {
+                    "target": f"cold start to ready <= {COLD_START_TARGET_S} s",
+                    "measured": f"{row['cold_start_s']:.2f} s",
+                    "met": row["cold_start_s"] <= COLD_START_TARGET_S,
+                }
+            )
+            targets.append(
+                {
+                    "target": f"RSS after loading iris <= {RSS_TARGET_MB} MB",
+                    "measured": f"{row['rss_mb']:.0f} MB",
+                    "met": row["rss_mb"] <= RSS_TARGET_MB,
+                }
+            )
     return targets
 
 
@@ -174,17 +208,23 @@ def render_markdown(report: dict) -> str:
         ratio = vs_kserve.get((row["model"], row["protocol"], row["rows"])) if row["server"] == OURS else None
         lines.append(
             f"| {row['model']} | {row['protocol']} | {row['rows']} | {SERVER_LABELS.get(row['server'], row['server'])} "
-            f"| {_fmt(row['req_per_s'])} | {_fmt(row['rows_per_s'])} | {_fmt(row['p50_ms'], 2)} | {_fmt(row['p99_ms'], 2)} "
+            f"| {_fmt(row['req_per_s'])} | {_fmt(row['rows_per_s'])} "
+            f"| {_fmt(row['p50_ms'], 2)} | {_fmt(row['p99_ms'], 2)} "
             f"| {_fmt(ratio['throughput_x'], 1, 'x') if ratio else ''} "
             f"| {_fmt(ratio['p99_x'], 1, 'x') if ratio else ''} "
             f"| {'yes' if row['valid'] else 'INVALID: ' + one_line('; '.join(row['invalid_reasons']))} |"
         )
-    lines += ["", "| model | server | cold start to ready (s) | RSS after load (MB) | PSS (MB) | processes |",
-              "|---|---|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "| model | server | cold start to ready (s) | RSS after load (MB) | PSS (MB) | processes |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for row in report["startup"]:
-        lines.append(f"| {row['model']} | {SERVER_LABELS.get(row['server'], row['server'])} "
-                     f"| {_fmt(row['cold_start_s'], 2)} | {_fmt(row['rss_mb'])} | {_fmt(row['pss_mb'])} "
-                     f"| {row['processes']} |")
+        lines.append(
+            f"| {row['model']} | {SERVER_LABELS.get(row['server'], row['server'])} "
+            f"| {_fmt(row['cold_start_s'], 2)} | {_fmt(row['rss_mb'])} | {_fmt(row['pss_mb'])} "
+            f"| {row['processes']} |"
+        )
     if report["targets"]:
         lines += ["", "| target (issue 6) | measured | met |", "|---|---|---|"]
         for target in report["targets"]:
@@ -212,12 +252,16 @@ def render_chart(report: dict, path: Path) -> None:
     width = 0.8 / len(servers)
     fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.3 * len(scenarios)), 8), sharex=True)
     # Log axes with a fixed floor, so bar heights compare across scenarios.
-    for axis, metric, floor, title in ((axes[0], "req_per_s", 10, "requests/s (higher is better)"),
-                                       (axes[1], "p99_ms", 0.1, "p99 latency, ms (lower is better)")):
+    for axis, metric, floor, title in (
+        (axes[0], "req_per_s", 10, "requests/s (higher is better)"),
+        (axes[1], "p99_ms", 0.1, "p99 latency, ms (lower is better)"),
+    ):
         for index, server in enumerate(servers):
-            rows = [by_key.get(scenario + (server,)) for scenario in scenarios]
+            rows = [by_key.get((*scenario, server)) for scenario in scenarios]
             values = [r[metric] if r and r["valid"] else 0 for r in rows]
-            bar_labels = ["invalid" if r and not r["valid"] else _bar_label(v) for r, v in zip(rows, values)]
+            bar_labels = [
+                "invalid" if r and not r["valid"] else _bar_label(v) for r, v in zip(rows, values, strict=True)
+            ]
             positions = [i + (index - (len(servers) - 1) / 2) * width for i in range(len(scenarios))]
             # an invalid row gets an invisible bar at the floor, only to carry its label
             bars = axis.bar(positions, [v or floor for v in values], width, bottom=0, label=SERVER_LABELS[server])
@@ -229,8 +273,9 @@ def render_chart(report: dict, path: Path) -> None:
         axis.grid(axis="y", alpha=0.3)
     axes[0].legend()
     axes[1].set_xticks(range(len(scenarios)), labels, fontsize=8)
-    fig.suptitle(f"model-server benchmark, {report['meta']['date']}, {report['meta']['machine']['description']}",
-                 fontsize=9)
+    fig.suptitle(
+        f"model-server benchmark, {report['meta']['date']}, {report['meta']['machine']['description']}", fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

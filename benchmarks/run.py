@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -33,8 +33,16 @@ from benchmarks import loadgen, report
 from benchmarks.mlserver_env import MLSERVER_VERSION, ensure_mlserver
 from benchmarks.servers import KSERVE, REPO_ROOT, RunningServer, ServerStartError, mlserver, this_server
 from benchmarks.workloads import (
-    GRPC_INFER_PATH, MODEL_BUILDERS, PROTOCOLS, V2_GRPC, check_predictions, grpc_frame, grpc_request,
-    predictions_in, request_body, rest_path,
+    GRPC_INFER_PATH,
+    MODEL_BUILDERS,
+    PROTOCOLS,
+    V2_GRPC,
+    check_predictions,
+    grpc_frame,
+    grpc_request,
+    predictions_in,
+    request_body,
+    rest_path,
 )
 
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
@@ -47,27 +55,45 @@ class Scenario:
     rows: int
 
 
-FULL_SCENARIOS = [Scenario(model, protocol, rows) for model in MODEL_BUILDERS for protocol in PROTOCOLS for rows in (1, 64)]
+FULL_SCENARIOS = [
+    Scenario(model, protocol, rows) for model in MODEL_BUILDERS for protocol in PROTOCOLS for rows in (1, 64)
+]
 QUICK_SCENARIOS = [Scenario("iris", protocol, 1) for protocol in PROTOCOLS]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1 s per load run, 2 rounds, this server and KServe, iris single-row only")
-    parser.add_argument("--servers", default=None,
-                        help="comma list of model-server,kserve,mlserver (default: all; --quick: model-server,kserve)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 s per load run, 2 rounds, this server and KServe, iris single-row only",
+    )
+    parser.add_argument(
+        "--servers",
+        default=None,
+        help="comma list of model-server,kserve,mlserver (default: all; --quick: model-server,kserve)",
+    )
     # whole seconds: wrk takes no fractions
     parser.add_argument("--duration", type=int, default=None, help="seconds per measured load run (default 5)")
     parser.add_argument("--warmup", type=int, default=None, help="seconds of warm-up load before each run (default 2)")
-    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds; the median is reported (default 3)")
-    parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
-                        help="extra argument for this server, repeatable (e.g. --server-arg=--backend=onnx)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="alternating rounds; the median is reported (default 3)"
+    )
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for this server, repeatable (e.g. --server-arg=--backend=onnx)",
+    )
     parser.add_argument("--server-cpus", default=None, help="pin servers to these CPUs, e.g. 0 (default: no pinning)")
-    parser.add_argument("--loadgen-cpus", default=None, help="pin wrk/h2load to these CPUs, e.g. 1 (default: no pinning)")
+    parser.add_argument(
+        "--loadgen-cpus", default=None, help="pin wrk/h2load to these CPUs, e.g. 1 (default: no pinning)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory for latest.{json,md,png}")
-    parser.add_argument("--update-readme", action="store_true",
-                        help="also put the markdown tables into README.md's Performance section")
+    parser.add_argument(
+        "--update-readme", action="store_true", help="also put the markdown tables into README.md's Performance section"
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     args.servers = (args.servers or ("model-server,kserve" if quick else "model-server,kserve,mlserver")).split(",")
@@ -130,6 +156,7 @@ def measure(server: RunningServer, scenario: Scenario, args) -> loadgen.LoadResu
 
         def run(seconds):
             return loadgen.run_wrk(url, body, seconds, pin)
+
     if args.warmup > 0:
         run(args.warmup)
     return run(args.duration)
@@ -139,15 +166,23 @@ def measure(server: RunningServer, scenario: Scenario, args) -> loadgen.LoadResu
 
 
 def machine_description() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine())
-    mem_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                       if line.startswith("MemTotal:")))
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
+    mem_kib = int(
+        next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:"))
+    )
     return f"{cpu}, {os.cpu_count()} CPUs, {mem_kib / 2**20:.0f} GiB RAM, Linux {platform.release()}"
 
 
 def git_commit() -> str:
     """The commit the server code came from, flagged if model_server/ differs from it."""
+
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
 
@@ -156,8 +191,11 @@ def git_commit() -> str:
 
 
 def server_kinds(args):
-    kinds = {"model-server": lambda: this_server(tuple(args.server_arg)), "kserve": lambda: KSERVE,
-             "mlserver": lambda: mlserver(ensure_mlserver())}
+    kinds = {
+        "model-server": lambda: this_server(tuple(args.server_arg)),
+        "kserve": lambda: KSERVE,
+        "mlserver": lambda: mlserver(ensure_mlserver()),
+    }
     unknown = set(args.servers) - set(kinds)
     if unknown:
         raise SystemExit(f"unknown server(s): {', '.join(sorted(unknown))}; choose from {', '.join(kinds)}")
@@ -171,19 +209,30 @@ def log(message: str) -> None:
 def measure_server(server: RunningServer, scenarios, round_index: int, startup_samples: list, args) -> list[dict]:
     """Record the started server's cold start and RSS, then run every scenario on it."""
     memory = server.memory()
-    startup_samples.append({"server": server.kind.key, "model": server.model.name, "round": round_index,
-                            "cold_start_s": server.cold_start_s, **memory})
-    log(f"  ready in {server.cold_start_s:.2f} s, RSS {memory['rss_mb']:.0f} MB (PSS {memory['pss_mb']:.0f} MB) "
-        f"in {memory['processes']} process(es)")
+    startup_samples.append(
+        {
+            "server": server.kind.key,
+            "model": server.model.name,
+            "round": round_index,
+            "cold_start_s": server.cold_start_s,
+            **memory,
+        }
+    )
+    log(
+        f"  ready in {server.cold_start_s:.2f} s, RSS {memory['rss_mb']:.0f} MB (PSS {memory['pss_mb']:.0f} MB) "
+        f"in {memory['processes']} process(es)"
+    )
     records = []
     for scenario in scenarios:
         try:
             result = measure(server, scenario, args)
         except RuntimeError as error:  # the load generator itself failed
             result = _failed(str(error))
-        log(f"  {scenario.protocol} {scenario.rows:>2} row(s): {result.req_per_s:8.0f} req/s "
+        log(
+            f"  {scenario.protocol} {scenario.rows:>2} row(s): {result.req_per_s:8.0f} req/s "
             f"p50 {result.p50_ms:7.2f} ms p99 {result.p99_ms:7.2f} ms"
-            + ("" if result.valid else f"  INVALID: {report.one_line(result.invalid_reason)}"))
+            + ("" if result.valid else f"  INVALID: {report.one_line(result.invalid_reason)}")
+        )
         records.append(_run_record(server.kind.key, scenario, round_index, result))
     return records
 
@@ -210,8 +259,10 @@ def run_benchmark(args) -> dict:
                         load_runs += measure_server(server, scenarios, round_index, startup_samples, args)
                     except ServerStartError as error:
                         log(f"  {kind.key} did not start: {report.one_line(str(error), 2000)}")
-                        load_runs += [_run_record(kind.key, s, round_index, _failed(f"server did not start: {error}"))
-                                      for s in scenarios]
+                        load_runs += [
+                            _run_record(kind.key, s, round_index, _failed(f"server did not start: {error}"))
+                            for s in scenarios
+                        ]
                     finally:
                         server.stop()
     load = report.summarize_load(load_runs)
@@ -219,14 +270,28 @@ def run_benchmark(args) -> dict:
     ratios = report.compute_ratios(load)
     return {
         "meta": {
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-            "machine": {"description": machine_description(), "cpus": os.cpu_count(), "python": platform.python_version()},
-            "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds,
-                         "connections": loadgen.CONNECTIONS, "quick": args.quick,
-                         "server_cpus": args.server_cpus, "loadgen_cpus": args.loadgen_cpus,
-                         **loadgen.tool_versions()},
+            "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+            "machine": {
+                "description": machine_description(),
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+            },
+            "settings": {
+                "duration_s": args.duration,
+                "warmup_s": args.warmup,
+                "rounds": args.rounds,
+                "connections": loadgen.CONNECTIONS,
+                "quick": args.quick,
+                "server_cpus": args.server_cpus,
+                "loadgen_cpus": args.loadgen_cpus,
+                **loadgen.tool_versions(),
+            },
             "servers": {kind.key: kind.title for kind in kinds},
-            "versions": {"model-server": git_commit(), "kserve": importlib.metadata.version("kserve"), "mlserver": MLSERVER_VERSION},
+            "versions": {
+                "model-server": git_commit(),
+                "kserve": importlib.metadata.version("kserve"),
+                "mlserver": MLSERVER_VERSION,
+            },
             "server_args": " ".join(shlex.quote(a) for a in args.server_arg),
         },
         "load": load,
@@ -243,8 +308,14 @@ def _failed(reason: str) -> loadgen.LoadResult:
 
 
 def _run_record(server: str, scenario: Scenario, round_index: int, result: loadgen.LoadResult) -> dict:
-    return {"server": server, "model": scenario.model, "protocol": scenario.protocol, "rows": scenario.rows,
-            "round": round_index, **result.to_json()}
+    return {
+        "server": server,
+        "model": scenario.model,
+        "protocol": scenario.protocol,
+        "rows": scenario.rows,
+        "round": round_index,
+        **result.to_json(),
+    }
 
 
 def main(argv=None) -> None:

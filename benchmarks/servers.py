@@ -1,6 +1,7 @@
 """The servers under test: how each is launched, when it counts as ready, how
 much memory its whole process tree holds, and how it is stopped."""
 
+import contextlib
 import json
 import os
 import signal
@@ -10,9 +11,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from benchmarks.workloads import PROTOCOLS, V2_GRPC, V2_REST, BenchModel
 
@@ -38,16 +39,38 @@ class ServerKind:
 
 def this_server(extra_args: tuple[str, ...] = ()) -> ServerKind:
     def command(model, http_port, grpc_port, workdir):
-        return [sys.executable, "-m", "model_server", "--model_name", model.name,
-                "--model_dir", str(model.model_dir), "--http_port", str(http_port),
-                "--grpc_port", str(grpc_port), *extra_args]
+        return [
+            sys.executable,
+            "-m",
+            "model_server",
+            "--model_name",
+            model.name,
+            "--model_dir",
+            str(model.model_dir),
+            "--http_port",
+            str(http_port),
+            "--grpc_port",
+            str(grpc_port),
+            *extra_args,
+        ]
 
     return ServerKind("model-server", "this server", PROTOCOLS, command)
 
 
 def _kserve_command(model, http_port, grpc_port, workdir):
-    return [sys.executable, "-m", "benchmarks.kserve_sklearn_baseline", "--model_name", model.name,
-            "--model_dir", str(model.model_dir), "--http_port", str(http_port), "--grpc_port", str(grpc_port)]
+    return [
+        sys.executable,
+        "-m",
+        "benchmarks.kserve_sklearn_baseline",
+        "--model_name",
+        model.name,
+        "--model_dir",
+        str(model.model_dir),
+        "--http_port",
+        str(http_port),
+        "--grpc_port",
+        str(grpc_port),
+    ]
 
 
 KSERVE = ServerKind("kserve", "KServe 0.21 ModelServer (sklearnserver-equivalent)", PROTOCOLS, _kserve_command)
@@ -57,14 +80,25 @@ def mlserver(mlserver_bin: Path) -> ServerKind:
     def command(model, http_port, grpc_port, workdir):
         # MLServer's stock settings, except ports: it reads settings.json and every
         # model-settings.json below the directory it is started on.
-        (workdir / "settings.json").write_text(json.dumps({
-            "host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port, "metrics_port": free_port(),
-        }))
-        (workdir / "model-settings.json").write_text(json.dumps({
-            "name": model.name,
-            "implementation": "mlserver_sklearn.SKLearnModel",
-            "parameters": {"uri": str(model.model_dir / "model.joblib")},
-        }))
+        (workdir / "settings.json").write_text(
+            json.dumps(
+                {
+                    "host": "127.0.0.1",
+                    "http_port": http_port,
+                    "grpc_port": grpc_port,
+                    "metrics_port": free_port(),
+                }
+            )
+        )
+        (workdir / "model-settings.json").write_text(
+            json.dumps(
+                {
+                    "name": model.name,
+                    "implementation": "mlserver_sklearn.SKLearnModel",
+                    "parameters": {"uri": str(model.model_dir / "model.joblib")},
+                }
+            )
+        )
         return [str(mlserver_bin), "start", str(workdir)]
 
     # MLServer has no V1 protocol.
@@ -75,10 +109,8 @@ def _process_tree(pid: int) -> list[int]:
     pids, index = [pid], 0
     while index < len(pids):
         for task in Path(f"/proc/{pids[index]}/task").glob("*"):
-            try:
+            with contextlib.suppress(OSError):  # the task exited meanwhile
                 pids.extend(int(child) for child in (task / "children").read_text().split())
-            except OSError:
-                pass  # the task exited meanwhile
         index += 1
     return pids
 
@@ -125,8 +157,11 @@ class RunningServer:
             started = time.monotonic()
             self.process = subprocess.Popen(
                 # the private workdir collects any files a server writes (MLServer: .metrics)
-                argv, cwd=self.workdir, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-                stdout=log, stderr=subprocess.STDOUT,
+                argv,
+                cwd=self.workdir,
+                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group, so stop() reaches its workers too
                 preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
             )
@@ -154,9 +189,11 @@ class RunningServer:
         than once; PSS splits shared pages and so adds up to the real total.
         """
         pids = _process_tree(self.process.pid)
-        return {"rss_mb": sum(_proc_kib(pid, "status", "VmRSS") for pid in pids) / 1024,
-                "pss_mb": sum(_proc_kib(pid, "smaps_rollup", "Pss") for pid in pids) / 1024,
-                "processes": len(pids)}
+        return {
+            "rss_mb": sum(_proc_kib(pid, "status", "VmRSS") for pid in pids) / 1024,
+            "pss_mb": sum(_proc_kib(pid, "smaps_rollup", "Pss") for pid in pids) / 1024,
+            "processes": len(pids),
+        }
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -169,8 +206,6 @@ class RunningServer:
             self.process.wait(timeout=15)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass  # already gone, or killed below
-        try:  # whatever is left of the group (e.g. a stuck worker)
+        with contextlib.suppress(ProcessLookupError):  # whatever is left of the group (e.g. a stuck worker)
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait()

@@ -20,7 +20,7 @@ if __name__ == "__main__":
     # of cold start). SklearnModelServer freezes them and turns the collector on before serving.
     gc.disable()
 
-from kserve import logging as kserve_logging  # noqa: E402 (after the collector is off)
+from kserve import logging as kserve_logging
 from kserve import model_server as kserve_model_server
 
 from .artifact import ArtifactError
@@ -44,34 +44,45 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "--model_dir", default=_env("model_dir", "/mnt/models"),
+        "--model_dir",
+        default=_env("model_dir", "/mnt/models"),
         help="Directory with the model file (KServe's storage initializer puts it in /mnt/models).",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--max_batch_size", type=int, default=_env("max_batch_size", 512, int),
+        "--max_batch_size",
+        type=int,
+        default=_env("max_batch_size", 512, int),
         help="Most rows predicted in one estimator call when concurrent requests are batched; 1 turns batching off.",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--max_batch_wait_ms", type=float, default=_env("max_batch_wait_ms", 0.0, float),
+        "--max_batch_wait_ms",
+        type=float,
+        default=_env("max_batch_wait_ms", 0.0, float),
         help="How long a request may wait for batch mates when the estimator is idle. 0: never wait "
         "(batches still form from requests that arrive while a prediction runs).",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--max_request_bytes", type=int, default=_env("max_request_bytes", 16 * 1024 * 1024, int),
+        "--max_request_bytes",
+        type=int,
+        default=_env("max_request_bytes", 16 * 1024 * 1024, int),
         help="Largest accepted HTTP request body; larger ones get 413.",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--backend", choices=["auto", "sklearn", "onnx"], default=_env("backend", "auto"),
+        "--backend",
+        choices=["auto", "sklearn", "onnx"],
+        default=_env("backend", "auto"),
         help="What predicts: sklearn; onnx: ONNX Runtime (pip install model-server[onnx]) for any "
         "classifier over numeric features that converts with skl2onnx and gives the same answers on a "
         "parity sample, else scikit-learn; auto: onnx for scikit-learn ensembles (forests, boosting), "
         "where it is many times faster, when ONNX Runtime is installed, sklearn otherwise.",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--access_log", type=_bool, default=_env("access_log", False, _bool),
+        "--access_log",
+        type=_bool,
+        default=_env("access_log", False, _bool),
         help="Log one line per HTTP request (uvicorn's access log; KServe logs it always). Off by "
         "default: at thousands of requests per second it costs more than the request itself.",
-    )  # fmt: skip
+    )
     # KServe logs preprocess/predict/postprocess latency for every request by default; the
     # same figures are in the Prometheus histograms, so the log line is off unless asked for.
     parser.set_defaults(enable_latency_logging=_env("enable_latency_logging", False, _bool))
@@ -103,9 +114,21 @@ def main(argv: list[str] | None = None) -> None:
     # Every KServe setting from our parse: ModelServer's defaults come from KServe's own parse of
     # sys.argv at import, which knows none of our flags and reads "--access_log" as an
     # abbreviation of its "--access_log_format".
-    kserve_settings = ("http_port", "grpc_port", "workers", "max_threads", "max_asyncio_workers", "enable_grpc",
-                       "enable_docs_url", "enable_latency_logging", "access_log_format", "event_loop",
-                       "timeout_keep_alive", "ssl_certfile", "ssl_keyfile")  # fmt: skip
+    kserve_settings = (
+        "http_port",
+        "grpc_port",
+        "workers",
+        "max_threads",
+        "max_asyncio_workers",
+        "enable_grpc",
+        "enable_docs_url",
+        "enable_latency_logging",
+        "access_log_format",
+        "event_loop",
+        "timeout_keep_alive",
+        "ssl_certfile",
+        "ssl_keyfile",
+    )
     server = SklearnModelServer(
         max_request_bytes=args.max_request_bytes,
         access_log=args.access_log,

@@ -47,7 +47,7 @@ class ModelArtifact:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> "ModelArtifact":
+    def load(cls, model_dir: str | Path) -> ModelArtifact:
         model_dir = Path(model_dir)
         path = find_model_file(model_dir)
         metadata = read_metadata(model_dir)
@@ -55,9 +55,7 @@ class ModelArtifact:
         expected = metadata.get("sha256")
         # Unpickling runs code: refuse a file that is not the one the metadata vouches for.
         if expected and expected.lower() != digest:
-            raise ArtifactError(
-                f"{path}: sha256 {digest} does not match {expected} in {METADATA_FILENAME}"
-            )
+            raise ArtifactError(f"{path}: sha256 {digest} does not match {expected} in {METADATA_FILENAME}")
         try:
             estimator = joblib.load(path)
         except Exception as exc:  # any unpickling failure makes the directory unservable
@@ -84,12 +82,8 @@ def find_model_file(model_dir: Path) -> Path:
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise ArtifactError(
-            f"no model file in {model_dir}: expected one of {', '.join(MODEL_FILENAMES)}"
-        )
-    raise ArtifactError(
-        f"several model files in {model_dir} ({', '.join(p.name for p in candidates)}): keep one"
-    )
+        raise ArtifactError(f"no model file in {model_dir}: expected one of {', '.join(MODEL_FILENAMES)}")
+    raise ArtifactError(f"several model files in {model_dir} ({', '.join(p.name for p in candidates)}): keep one")
 
 
 def read_metadata(model_dir: Path) -> dict:

@@ -23,13 +23,19 @@ INFERENCE_HEADER_LENGTH = "inference-header-content-length"
 
 NUMPY_DTYPES = {
     "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8), "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
     "BYTES": np.dtype(object),
-}  # fmt: skip
+}
 # Which numpy kinds JSON data may decode to for each datatype family (ints are fine as floats).
 ACCEPTED_KINDS = {"BOOL": "b", "UINT": "iu", "INT": "iu", "FP": "iuf"}
 
@@ -131,7 +137,7 @@ def _decode_rest_tensor(i: int, spec: object, binary: memoryview, offset: int) -
         raise InvalidInput(f"inputs[{i}] must be an object with name, datatype, shape and data")
     name = spec.get("name")
     if not isinstance(name, str):
-        raise InvalidInput(f"inputs[{i}] needs a string \"name\"")
+        raise InvalidInput(f'inputs[{i}] needs a string "name"')
     datatype = check_datatype(name, spec.get("datatype"))
     shape = check_shape(name, spec.get("shape"))
     size = _binary_size(name, spec.get("parameters"))
@@ -217,9 +223,7 @@ def _split_length_prefixed(name: str, raw: bytes) -> np.ndarray:
 
 def check_datatype(name: str, datatype: object) -> str:
     if not isinstance(datatype, str) or datatype.upper() not in NUMPY_DTYPES:
-        raise InvalidInput(
-            f"input '{name}': unknown datatype {datatype!r}; expected one of {', '.join(NUMPY_DTYPES)}"
-        )
+        raise InvalidInput(f"input '{name}': unknown datatype {datatype!r}; expected one of {', '.join(NUMPY_DTYPES)}")
     return datatype.upper()
 
 
@@ -250,10 +254,19 @@ def _object(value: object, what: str) -> dict:
 
 # Typed contents field of InferTensorContents for each datatype (FP16 travels only as raw bytes).
 GRPC_CONTENTS_FIELD = {
-    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-    "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
-    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
-}  # fmt: skip
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
 
 
 def decode_v2_grpc(request) -> V2Request:

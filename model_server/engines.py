@@ -53,7 +53,9 @@ def engine_for(estimator, backend: str, n_features: int | None, numeric: bool):
         if not _is_ensemble(estimator):
             return estimator
         if not _onnx_installed():
-            logger.info("backend auto: ONNX Runtime is not installed (pip install model-server[onnx]); using scikit-learn")
+            logger.info(
+                "backend auto: ONNX Runtime is not installed (pip install model-server[onnx]); using scikit-learn"
+            )
             return estimator
     return _checked_twin(estimator, OnnxEngine, n_features, numeric)
 
@@ -86,7 +88,9 @@ def _checked_twin(estimator, engine_type, n_features: int | None, numeric: bool)
         twin = engine_type(estimator, sample)
         problem = parity_problem(estimator, twin, sample)
     except ImportError:
-        logger.warning("%s: skl2onnx/onnxruntime not installed (pip install model-server[onnx]); using scikit-learn", name)
+        logger.warning(
+            "%s: skl2onnx/onnxruntime not installed (pip install model-server[onnx]); using scikit-learn", name
+        )
         return estimator
     except Exception as exc:  # any converter or runtime failure means: keep scikit-learn
         logger.warning("%s: conversion failed (%s: %s); using scikit-learn", name, type(exc).__name__, exc)
@@ -97,8 +101,11 @@ def _checked_twin(estimator, engine_type, n_features: int | None, numeric: bool)
     twin.inline_max_rows = _rows_within(INLINE_SECONDS, twin, sample)
     logger.info(
         "%s: %s converted, parity holds on %d rows; batches up to %d rows predicted on the event loop",
-        name, type(estimator).__name__, len(sample), twin.inline_max_rows,
-    )  # fmt: skip
+        name,
+        type(estimator).__name__,
+        len(sample),
+        twin.inline_max_rows,
+    )
     return twin
 
 
@@ -160,7 +167,9 @@ class OnnxEngine:
         onnx_model = to_onnx(estimator, sample[:1].astype(np.float32), options={"zipmap": False})
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # batches are small; threads would only contend
-        self.session = onnxruntime.InferenceSession(onnx_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        self.session = onnxruntime.InferenceSession(
+            onnx_model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
         self.classes_ = estimator.classes_
         self.input_name = self.session.get_inputs()[0].name
         self.label_name, self.proba_name = (o.name for o in self.session.get_outputs()[:2])

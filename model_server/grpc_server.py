@@ -55,8 +55,16 @@ class SklearnInferenceServicer(InferenceServicer):
         return encode_v2_grpc(response.model_name, response.model_version, response.id, response.outputs)
 
 
-for _name in ("ServerLive", "ServerReady", "ServerMetadata", "ModelReady", "ModelMetadata",
-              "RepositoryModelLoad", "RepositoryModelUnload", "ModelInfer"):  # fmt: skip
+for _name in (
+    "ServerLive",
+    "ServerReady",
+    "ServerMetadata",
+    "ModelReady",
+    "ModelMetadata",
+    "RepositoryModelLoad",
+    "RepositoryModelUnload",
+    "ModelInfer",
+):
     setattr(SklearnInferenceServicer, _name, _aborts_with_status(getattr(SklearnInferenceServicer, _name)))
 
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from kserve import Model
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 from kserve.metrics import PREDICT_HIST_TIME, get_labels
 from kserve.model import InferenceVerb
-from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 
 from . import engines
 from .artifact import ModelArtifact
@@ -52,7 +52,12 @@ class V2Response:
 
 class SklearnModel(Model):
     def __init__(
-        self, name: str, model_dir: str, max_batch_size: int = 512, max_batch_wait_ms: float = 0.0, backend: str = "auto"
+        self,
+        name: str,
+        model_dir: str,
+        max_batch_size: int = 512,
+        max_batch_wait_ms: float = 0.0,
+        backend: str = "auto",
     ):
         super().__init__(name)
         self.model_dir = model_dir
@@ -75,16 +80,23 @@ class SklearnModel(Model):
         # One thread: predict calls never overlap, and batches grow while one runs.
         executor = ThreadPoolExecutor(1, thread_name_prefix="predict", initializer=_quiet_sklearn)
         self.batcher = MicroBatcher(
-            self._predict_batch, executor, self.max_batch_size, self.max_batch_wait_ms / 1000,
+            self._predict_batch,
+            executor,
+            self.max_batch_size,
+            self.max_batch_wait_ms / 1000,
             inline_rows=getattr(self.engine, "inline_max_rows", 0),
         )
         self._predict_seconds = PREDICT_HIST_TIME.labels(**get_labels(self.name))
         self.ready = True
         logger.info(
             "loaded %s (%s, sha256 %s, version %s, %s features, predicting with %s)",
-            self.artifact.path, type(estimator).__name__, self.artifact.sha256[:12],
-            self.version, self.schema.n_features, type(self.engine).__name__ if self.engine is not estimator else "scikit-learn",
-        )  # fmt: skip
+            self.artifact.path,
+            type(estimator).__name__,
+            self.artifact.sha256[:12],
+            self.version,
+            self.schema.n_features,
+            type(self.engine).__name__ if self.engine is not estimator else "scikit-learn",
+        )
         return self.ready
 
     def _derive_output_types(self) -> dict[str, dict]:
@@ -97,7 +109,10 @@ class SklearnModel(Model):
         if labels is not None and len(labels) != len(classes):
             raise ValueError(f"metadata has {len(labels)} class_labels, the estimator has {len(classes)} classes")
         self.class_labels = np.array([str(c) for c in (labels or classes)], dtype=object)
-        types = {PREDICT: {"datatype": datatype_of(classes), "shape": [-1]}, LABEL: {"datatype": "BYTES", "shape": [-1]}}
+        types = {
+            PREDICT: {"datatype": datatype_of(classes), "shape": [-1]},
+            LABEL: {"datatype": "BYTES", "shape": [-1]},
+        }
         if hasattr(estimator, "predict_proba"):
             types[PROBA] = {"datatype": "FP64", "shape": [-1, len(classes)]}
         return types
@@ -183,7 +198,7 @@ class SklearnModel(Model):
         return V2Response(self.name, self.version, source.id, outputs, source.binary_outputs)
 
 
-def ready_model(registry, name: str) -> "SklearnModel":
+def ready_model(registry, name: str) -> SklearnModel:
     """The named model from KServe's registry, or the error that says why it cannot answer."""
     model = registry.get_model(name)
     if model is None:

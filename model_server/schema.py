@@ -18,9 +18,19 @@ from kserve.errors import InvalidInput
 from .codec import Tensor
 
 NUMERIC_DATATYPES = {
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64",
-    "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64",
-}  # fmt: skip
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+}
 FEATURE_DATATYPES = NUMERIC_DATATYPES | {"BYTES"}
 
 
@@ -46,7 +56,7 @@ class InputSchema:
         self._index = {name: i for i, name in enumerate(self.names or [])}
 
     @classmethod
-    def for_estimator(cls, estimator, declared: list[dict] | None = None) -> "InputSchema":
+    def for_estimator(cls, estimator, declared: list[dict] | None = None) -> InputSchema:
         n_features = getattr(estimator, "n_features_in_", None)
         if declared:
             features = [_declared_feature(i, d) for i, d in enumerate(declared)]
@@ -62,7 +72,7 @@ class InputSchema:
 
     # -- V1: rows ---------------------------------------------------------------------------
 
-    def from_rows(self, instances) -> np.ndarray | "pd.DataFrame":  # noqa: F821
+    def from_rows(self, instances) -> np.ndarray | pd.DataFrame:  # noqa: F821
         """V1 ``instances``: a list of rows, each a list of values or an object keyed by name."""
         if not isinstance(instances, list) or not instances:
             raise InvalidInput('"instances" must be a non-empty list of rows')
@@ -111,7 +121,7 @@ class InputSchema:
 
     # -- V2: tensors ------------------------------------------------------------------------
 
-    def from_tensors(self, tensors: list[Tensor]) -> np.ndarray | "pd.DataFrame":  # noqa: F821
+    def from_tensors(self, tensors: list[Tensor]) -> np.ndarray | pd.DataFrame:  # noqa: F821
         """V2 inputs: one [N, F] tensor (any name), or one [N] tensor per named feature."""
         if not tensors:
             raise InvalidInput('"inputs" must be a non-empty list of tensors')
@@ -167,7 +177,9 @@ class InputSchema:
             if data.ndim == 2 and data.shape[1] == 1:
                 data = data[:, 0]
             if data.ndim != 1:
-                raise InvalidInput(f"input '{feature.name}' has shape {list(tensor.data.shape)}; expected [N] or [N, 1]")
+                raise InvalidInput(
+                    f"input '{feature.name}' has shape {list(tensor.data.shape)}; expected [N] or [N, 1]"
+                )
             if n_rows is None:
                 n_rows = data.shape[0]
             elif data.shape[0] != n_rows:
@@ -188,7 +200,7 @@ class InputSchema:
             return self._checked(np.column_stack(checked) if checked else np.empty((n_rows, 0)))
         import pandas as pd  # only mixed-type pipelines need a DataFrame
 
-        return pd.DataFrame({f.name: col for f, col in zip(self.features, checked)})
+        return pd.DataFrame({f.name: col for f, col in zip(self.features, checked, strict=True)})
 
     def _column(self, j: int, values) -> np.ndarray:
         feature = self.features[j] if self.features else Feature(f"#{j}")
@@ -230,8 +242,7 @@ def _row_width(row, i: int) -> int:
         raise InvalidInput(f"instance {i} is an object, instance 0 a list: use one form for all instances")
     if not isinstance(row, list):
         raise InvalidInput(
-            f"instance {i} must be a list of feature values (or an object keyed by feature name), "
-            f"got {_json_type(row)}"
+            f"instance {i} must be a list of feature values (or an object keyed by feature name), got {_json_type(row)}"
         )
     return len(row)
 

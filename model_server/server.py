@@ -35,9 +35,13 @@ class ReadinessAwareDataPlane(DataPlane):
 
 class SklearnModelServer(ModelServer):
     def __init__(
-        self, max_request_bytes: int, grpc_options: argparse.Namespace, access_log: bool = False,
-        enable_grpc: bool = True, **kwargs,
-    ):  # fmt: skip
+        self,
+        max_request_bytes: int,
+        grpc_options: argparse.Namespace,
+        access_log: bool = False,
+        enable_grpc: bool = True,
+        **kwargs,
+    ):
         # KServe's start() would build its own gRPC server; ours is added in start() instead.
         super().__init__(enable_grpc=False, **kwargs)
         self.serve_grpc = enable_grpc
@@ -55,9 +59,12 @@ class SklearnModelServer(ModelServer):
         if self.serve_grpc:
             # Set as _grpc_server so that KServe's stop() shuts it down on SIGTERM.
             self._grpc_server = SklearnGRPCServer(
-                self.grpc_port, self.dataplane, self.model_repository_extension,
-                kwargs=vars(self.grpc_options), grace_period=self.grace_period,
-            )  # fmt: skip
+                self.grpc_port,
+                self.dataplane,
+                self.model_repository_extension,
+                kwargs=vars(self.grpc_options),
+                grace_period=self.grace_period,
+            )
             self.servers.append(self._grpc_server.start(self.max_threads))
         _use_event_loop(self.event_loop)
         super().start(models)
@@ -67,8 +74,8 @@ class SklearnModelServer(ModelServer):
         # request: its proxy-headers middleware (which only rewrites the client address: the
         # access log, when on, shows the proxy's for these routes), FastAPI's per-request
         # telemetry check, Starlette and KServe's timing middleware (which logs two lines per
-        # request); together ~10% of a one-row request. Uvicorn builds that chain in config.load(), done here, just before the
-        # servers start, instead of inside serve(). Every other route still takes the whole chain.
+        # request). Uvicorn builds that chain in config.load(), done here, just before the servers
+        # start, instead of inside serve(). Every other route still takes the whole chain.
         # Connections are handled by uvicorn's httptools protocol with coalesced writes (rest.py).
         if self._rest_server is not None:
             config = self._rest_server.config

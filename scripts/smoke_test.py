@@ -60,10 +60,7 @@ class Client:
         except httpx.HTTPError as exc:
             raise SmokeFailure(f"cannot reach {self.url}{path}: {exc!r}") from exc
         if response.status_code != 200:
-            raise SmokeFailure(
-                f"{method} {self.url}{path} returned HTTP {response.status_code}: "
-                f"{response.text[:300]}"
-            )
+            raise SmokeFailure(f"{method} {self.url}{path} returned HTTP {response.status_code}: {response.text[:300]}")
         try:
             return response.json()
         except ValueError as exc:
@@ -78,11 +75,7 @@ class Client:
 
 def v2_request(rows: list[list[float]]) -> dict:
     flat = [value for row in rows for value in row]
-    return {
-        "inputs": [
-            {"name": "input-0", "shape": [len(rows), len(rows[0])], "datatype": "FP64", "data": flat}
-        ]
-    }
+    return {"inputs": [{"name": "input-0", "shape": [len(rows), len(rows[0])], "datatype": "FP64", "data": flat}]}
 
 
 def class_index(prediction, labels: list[str]) -> int:
@@ -93,9 +86,13 @@ def class_index(prediction, labels: list[str]) -> int:
         prediction = prediction[0]
     if isinstance(prediction, str) and prediction in labels:
         return labels.index(prediction)
-    if isinstance(prediction, (int, float)) and not isinstance(prediction, bool):
-        if float(prediction).is_integer() and 0 <= int(prediction) < len(labels):
-            return int(prediction)
+    if (
+        isinstance(prediction, (int, float))
+        and not isinstance(prediction, bool)
+        and float(prediction).is_integer()
+        and 0 <= int(prediction) < len(labels)
+    ):
+        return int(prediction)
     raise SmokeFailure(f"prediction {prediction!r} is not a class index or label of {labels}")
 
 
@@ -119,8 +116,7 @@ def check_v2_outputs(what: str, response: dict, model: str, batch: int) -> list:
         shape, data = output.get("shape") or [], output.get("data") or []
         if not shape or shape[0] != batch or math.prod(shape) != len(data):
             raise SmokeFailure(
-                f"{what}: output {output.get('name')!r} has shape {shape} and {len(data)} values "
-                f"for a batch of {batch}"
+                f"{what}: output {output.get('name')!r} has shape {shape} and {len(data)} values for a batch of {batch}"
             )
     return outputs[0]["data"]
 
@@ -269,10 +265,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     check.add_argument("--grpc", metavar="HOST:PORT", help="also check V2 gRPC at this target")
     split = commands.add_parser("split", parents=[common], help="count V2 responses per model_version")
     split.add_argument("--requests", type=int, default=200, help="number of requests (default: 200)")
-    split.add_argument("--expect", type=version_percent, metavar="VERSION=PERCENT",
-                       help="expected share of one model_version, e.g. 2=20")
-    split.add_argument("--tolerance", type=float, default=10.0,
-                       help="allowed deviation from --expect in percentage points (default: 10)")
+    split.add_argument(
+        "--expect",
+        type=version_percent,
+        metavar="VERSION=PERCENT",
+        help="expected share of one model_version, e.g. 2=20",
+    )
+    split.add_argument(
+        "--tolerance",
+        type=float,
+        default=10.0,
+        help="allowed deviation from --expect in percentage points (default: 10)",
+    )
     load = commands.add_parser("load", parents=[common], help="send V1 requests for a bounded time")
     load.add_argument("--seconds", type=float, default=60.0, help="how long to send (default: 60)")
     load.add_argument("--concurrency", type=int, default=8, help="parallel workers (default: 8)")

@@ -53,9 +53,15 @@ def start_server(model_dir, model_name: str = "iris", *extra_args: str, env: dic
     http_port, grpc_port = free_port(), free_port()
     log_path = Path(tempfile.mkstemp(prefix="model-server-", suffix=".log")[1])
     command = [
-        sys.executable, "-m", "model_server", f"--model_name={model_name}", f"--model_dir={model_dir}",
-        f"--http_port={http_port}", f"--grpc_port={grpc_port}", *extra_args,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "model_server",
+        f"--model_name={model_name}",
+        f"--model_dir={model_dir}",
+        f"--http_port={http_port}",
+        f"--grpc_port={grpc_port}",
+        *extra_args,
+    ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     served = ServedModel(
@@ -63,9 +69,11 @@ def start_server(model_dir, model_name: str = "iris", *extra_args: str, env: dic
     )
     try:
         wait_until_ready(
-            served.http_url, lambda: process.poll() is not None and f"server exited with {process.returncode}",
-            served.log, timeout,
-        )  # fmt: skip
+            served.http_url,
+            lambda: process.poll() is not None and f"server exited with {process.returncode}",
+            served.log,
+            timeout,
+        )
         yield served
     finally:
         process.terminate()

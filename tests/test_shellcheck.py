@@ -22,6 +22,9 @@ def test_shellcheck_clean(script):
         pytest.skip("shellcheck is not installed (Debian package 'shellcheck'; .ci/run installs it)")
     result = subprocess.run(
         ["shellcheck", "--shell=bash", "--external-sources", str(script)],
-        capture_output=True, text=True, cwd=script.parent, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=script.parent,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr

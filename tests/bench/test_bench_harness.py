@@ -13,12 +13,20 @@ from benchmarks import loadgen
 from benchmarks.run import Scenario, check_one_response
 from benchmarks.servers import KSERVE, REPO_ROOT, RunningServer
 from benchmarks.workloads import (
-    GRPC_INFER_PATH, V1_REST, V2_GRPC, V2_REST, build_iris, check_predictions, request_body, rest_path,
+    GRPC_INFER_PATH,
+    V1_REST,
+    V2_GRPC,
+    V2_REST,
+    build_iris,
+    check_predictions,
+    request_body,
+    rest_path,
 )
 
 pytestmark = pytest.mark.skipif(
     bool(loadgen.missing_tools()),
-    reason=f"load generator(s) not installed: {', '.join(loadgen.missing_tools())} (apt-get install wrk nghttp2-client)",
+    reason=f"load generator(s) not installed: {', '.join(loadgen.missing_tools())} "
+    "(apt-get install wrk nghttp2-client)",
 )
 
 
@@ -69,14 +77,19 @@ def test_h2load_counts_grpc_errors_as_invalid(iris, kserve_baseline):
 def test_quick_run_writes_json_markdown_and_png(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=280,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
     report = json.loads((tmp_path / "latest.json").read_text())
     assert set(report) >= {"meta", "load", "startup", "ratios", "targets", "runs"}
     assert report["meta"]["settings"]["rounds"] == 2
-    expected_rows = {(server, protocol) for server in ("model-server", "kserve") for protocol in (V2_REST, V1_REST, V2_GRPC)}
+    expected_rows = {
+        (server, protocol) for server in ("model-server", "kserve") for protocol in (V2_REST, V1_REST, V2_GRPC)
+    }
     assert {(row["server"], row["protocol"]) for row in report["load"]} == expected_rows
     assert len(report["runs"]) == 2 * len(expected_rows)  # every scenario measured in both rounds
     for row in report["load"]:
@@ -104,8 +117,11 @@ def test_quick_run_writes_json_markdown_and_png(tmp_path):
 def test_grpc_floor_serves_and_measures_every_call():
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.grpc_floor", "--duration", "1", "--rounds", "1"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     rate = float(done.stdout.splitlines()[-1].split(": ")[1].split(" ")[0].replace(",", ""))
     assert rate > 0  # a run with any failed call exits non-zero ("invalid run")

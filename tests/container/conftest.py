@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from .container_engine import BUILD_IMAGE, LOCAL_BASE_IMAGE, TEST_TAG, Engine, Image
 
 BUILD_TIMEOUT_S = 1500

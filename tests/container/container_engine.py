@@ -29,7 +29,9 @@ class Engine:
     def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         result = subprocess.run([*self.command, *args], capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(self.command)} {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+            raise AssertionError(
+                f"{' '.join(self.command)} {' '.join(args)} exited {result.returncode}:\n{result.stderr}"
+            )
         return result
 
     def __call__(self, *args: str, **kwargs) -> str:
@@ -68,13 +70,24 @@ def running_container(engine: Engine, image: Image, *server_args: str, run_args:
     image, ready to serve; removed when the block ends."""
     name = f"model-server-test-{uuid.uuid4().hex[:10]}"
     engine(
-        "run", "--detach", "--name", name, "--read-only", "--tmpfs", "/tmp", *RUN_LIMITS,
-        "--publish", "127.0.0.1::8080", "--publish", "127.0.0.1::8081", *run_args, image.tag, *server_args,
-    )  # fmt: skip
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        *RUN_LIMITS,
+        "--publish",
+        "127.0.0.1::8080",
+        "--publish",
+        "127.0.0.1::8081",
+        *run_args,
+        image.tag,
+        *server_args,
+    )
     try:
-        container = Container(
-            engine, name, f"http://{_host_port(engine, name, 8080)}", _host_port(engine, name, 8081)
-        )
+        container = Container(engine, name, f"http://{_host_port(engine, name, 8080)}", _host_port(engine, name, 8081))
         container.wait_ready()
         yield container
     finally:

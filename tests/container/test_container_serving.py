@@ -120,9 +120,22 @@ def test_model_mounted_at_mnt_models_replaces_the_demo(engine, image, tmp_path):
     model_dir.mkdir()
     # Written by the image's own scikit-learn, as the user that runs the engine, so any host can read it.
     engine(
-        "run", "--rm", *RUN_LIMITS, "--user", f"{os.getuid()}:{os.getgid()}", "--volume", f"{model_dir}:/out",
-        "--entrypoint", "/opt/venv/bin/python", image.tag, "-m", "model_server.demo", "/out", "--version", "2",
-    )  # fmt: skip
+        "run",
+        "--rm",
+        *RUN_LIMITS,
+        "--user",
+        f"{os.getuid()}:{os.getgid()}",
+        "--volume",
+        f"{model_dir}:/out",
+        "--entrypoint",
+        "/opt/venv/bin/python",
+        image.tag,
+        "-m",
+        "model_server.demo",
+        "/out",
+        "--version",
+        "2",
+    )
     assert (model_dir / "model.joblib").is_file()
     with running_container(engine, image, run_args=("--volume", f"{model_dir}:/mnt/models:ro")) as container:
         assert _v2_infer(container, ROWS[:2])["model_version"] == "2"

@@ -55,5 +55,7 @@ def test_oci_labels(engine, image):
 
 def test_no_build_tools_in_the_runtime_image(engine, image):
     """pip and setuptools were pruned from the venv, the compilers never left the build stage."""
-    probe = "import importlib.util as u; print([m for m in ('pip', 'setuptools', 'PIL', 'grpc_tools') if u.find_spec(m)])"
+    probe = (
+        "import importlib.util as u; print([m for m in ('pip', 'setuptools', 'PIL', 'grpc_tools') if u.find_spec(m)])"
+    )
     assert engine("run", "--rm", *RUN_LIMITS, "--entrypoint", "/opt/venv/bin/python", image.tag, "-c", probe) == "[]"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import project_tool
 
 from .schemas import SchemaValidator, kserve_crds_dir

@@ -10,8 +10,20 @@ from __future__ import annotations
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
 CANARY_FORBIDDEN = ("maxReplicas", "scaleTarget", "scaleMetric", "autoScaling")
-IMPLEMENTATIONS = ("model", "containers", "sklearn", "xgboost", "tensorflow", "pytorch", "triton", "onnx",
-                   "huggingface", "pmml", "lightgbm", "paddle")  # fmt: skip
+IMPLEMENTATIONS = (
+    "model",
+    "containers",
+    "sklearn",
+    "xgboost",
+    "tensorflow",
+    "pytorch",
+    "triton",
+    "onnx",
+    "huggingface",
+    "pmml",
+    "lightgbm",
+    "paddle",
+)
 MODEL_NAME_TEMPLATE = "--model_name={{.Name}}"
 BUILTIN_SKLEARN_PRIORITY = 3  # kserve-predictiveserver; kserve-mlserver has 2
 
@@ -140,7 +152,9 @@ def _canary_violations(mode, spec, runtimes) -> list[str]:
         names.add(name)
         if not 0 <= canary["trafficPercent"] <= 100:
             problems.append(f"{where}: trafficPercent {canary['trafficPercent']} outside 0..100")
-        problems += [f"{where}: {field} is rejected (fixed replicas)" for field in CANARY_FORBIDDEN if field in predictor]
+        problems += [
+            f"{where}: {field} is rejected (fixed replicas)" for field in CANARY_FORBIDDEN if field in predictor
+        ]
         if predictor.get("minReplicas", 0) > stable.get("minReplicas", 1):
             problems.append(f"{where}: minReplicas exceeds the stable predictor's")
         problems += _predictor_violations(mode, predictor, runtimes, where)

@@ -15,11 +15,29 @@ NOT_SCHEMA_VALIDATED = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monito
 
 # The command the kind end-to-end script runs (its contract with this chart).
 E2E_VALUES = [
-    "--set", "image.repository=localhost/model-server", "--set", "image.tag=e2e", "--set", "image.pullPolicy=IfNotPresent",
-    "--set", "model.name=iris", "--set", "deploymentMode=Standard", "--set", "autoscaling.class=hpa",
-    "--set", "autoscaling.minReplicas=1", "--set", "autoscaling.maxReplicas=3", "--set", "canary.enabled=true",
-    "--set", "canary.trafficPercent=20", "--set", "canary.extraArgs={--model_dir=/opt/model-server/demo-v2}",
-]  # fmt: skip
+    "--set",
+    "image.repository=localhost/model-server",
+    "--set",
+    "image.tag=e2e",
+    "--set",
+    "image.pullPolicy=IfNotPresent",
+    "--set",
+    "model.name=iris",
+    "--set",
+    "deploymentMode=Standard",
+    "--set",
+    "autoscaling.class=hpa",
+    "--set",
+    "autoscaling.minReplicas=1",
+    "--set",
+    "autoscaling.maxReplicas=3",
+    "--set",
+    "canary.enabled=true",
+    "--set",
+    "canary.trafficPercent=20",
+    "--set",
+    "canary.extraArgs={--model_dir=/opt/model-server/demo-v2}",
+]
 KNATIVE = ["--set", "deploymentMode=Knative", "--set", "autoscaling.class=kpa"]
 RENDERINGS = {"defaults": []} | {p.stem: ["-f", str(p)] for p in CI_VALUES}
 
@@ -34,9 +52,15 @@ def runtime_of(objects):
 
 def test_ci_covers_every_supported_combination():
     assert {p.stem for p in CI_VALUES} == {
-        "standard-hpa-values", "standard-keda-values", "standard-canary-values", "knative-kpa-values",
-        "knative-canary-values", "custom-container-values", "other-format-values", "monitoring-values",
-    }  # fmt: skip
+        "standard-hpa-values",
+        "standard-keda-values",
+        "standard-canary-values",
+        "knative-kpa-values",
+        "knative-canary-values",
+        "custom-container-values",
+        "other-format-values",
+        "monitoring-values",
+    }
 
 
 @pytest.mark.parametrize("values", RENDERINGS.values(), ids=RENDERINGS.keys())
@@ -110,8 +134,15 @@ def test_keda_query_targets_this_release_stable_pods(helm):
 
 def test_keda_query_can_be_replaced(helm):
     query = "sum(rate(envoy_requests_total[1m]))"
-    objects = helm_template(helm, "--set", "autoscaling.class=keda", "--set", f"autoscaling.keda.query={query}",
-                            "--set", "autoscaling.minReplicas=0")  # fmt: skip
+    objects = helm_template(
+        helm,
+        "--set",
+        "autoscaling.class=keda",
+        "--set",
+        f"autoscaling.keda.query={query}",
+        "--set",
+        "autoscaling.minReplicas=0",
+    )
     p = isvc_of(objects)["spec"]["predictor"]
     assert p["autoScaling"]["metrics"][0]["external"]["metric"]["query"] == query and p["minReplicas"] == 0
 
@@ -144,9 +175,19 @@ def test_knative_canary_is_canary_traffic_percent_on_the_new_version(helm):
 
 
 def test_canary_settings_default_to_the_stable_ones_and_args_follow_them(helm):
-    objects = helm_template(helm, "--set", "canary.enabled=true", "--set", "model.storageUri=s3://m/v1",
-                            "--set", "model.extraArgs={--max_batch_size=64}", "--set", "canary.image.tag=0.2.0",
-                            "--set", "canary.extraArgs={--model_dir=/opt/model-server/demo-v2}")  # fmt: skip
+    objects = helm_template(
+        helm,
+        "--set",
+        "canary.enabled=true",
+        "--set",
+        "model.storageUri=s3://m/v1",
+        "--set",
+        "model.extraArgs={--max_batch_size=64}",
+        "--set",
+        "canary.image.tag=0.2.0",
+        "--set",
+        "canary.extraArgs={--model_dir=/opt/model-server/demo-v2}",
+    )
     model = isvc_of(objects)["spec"]["canary"][0]["predictor"]["model"]
     assert model["storageUri"] == "s3://m/v1"
     assert model["image"] == "model-server:0.2.0"
@@ -154,8 +195,17 @@ def test_canary_settings_default_to_the_stable_ones_and_args_follow_them(helm):
 
 
 def test_canary_replicas_are_fixed_and_bounded(helm):
-    objects = helm_template(helm, "--set", "canary.enabled=true", "--set", "canary.replicas=2",
-                            "--set", "autoscaling.minReplicas=2", "--set", "autoscaling.maxReplicas=4")  # fmt: skip
+    objects = helm_template(
+        helm,
+        "--set",
+        "canary.enabled=true",
+        "--set",
+        "canary.replicas=2",
+        "--set",
+        "autoscaling.minReplicas=2",
+        "--set",
+        "autoscaling.maxReplicas=4",
+    )
     assert isvc_of(objects)["spec"]["canary"][0]["predictor"]["minReplicas"] == 2
     error = helm_template_error(helm, "--set", "canary.enabled=true", "--set", "canary.replicas=3")
     assert "must not exceed the stable predictor's minReplicas" in error
@@ -164,8 +214,18 @@ def test_canary_replicas_are_fixed_and_bounded(helm):
 @pytest.mark.parametrize("mode", [[], KNATIVE], ids=["standard", "knative"])
 def test_promote_serves_the_canary_version_as_stable_and_rollback_the_old_one(helm, mode):
     v2 = ["--set", "model.storageUri=s3://m/v2"]
-    with_canary = isvc_of(helm_template(helm, *mode, "--set", "model.storageUri=s3://m/v1",
-                                        "--set", "canary.enabled=true", "--set", "canary.storageUri=s3://m/v2"))  # fmt: skip
+    with_canary = isvc_of(
+        helm_template(
+            helm,
+            *mode,
+            "--set",
+            "model.storageUri=s3://m/v1",
+            "--set",
+            "canary.enabled=true",
+            "--set",
+            "canary.storageUri=s3://m/v2",
+        )
+    )
     promoted = isvc_of(helm_template(helm, *mode, *v2))
     rolled_back = isvc_of(helm_template(helm, *mode, "--set", "model.storageUri=s3://m/v1"))
     if mode:  # Knative: the canary version is the predictor spec; promotion drops only the split
@@ -184,8 +244,13 @@ def test_custom_container_runs_the_image_without_a_runtime(helm):
     assert "ServingRuntime" not in kinds(objects)
     (container,) = isvc_of(objects)["spec"]["predictor"]["containers"]
     assert container["name"] == "kserve-container" and container["image"] == "model-server:0.1.0"
-    assert container["args"] == ["--model_name=iris", "--model_dir=/mnt/models", "--http_port=8080",
-                                 "--grpc_port=8081", "--max_batch_size=64"]  # fmt: skip
+    assert container["args"] == [
+        "--model_name=iris",
+        "--model_dir=/mnt/models",
+        "--http_port=8080",
+        "--grpc_port=8081",
+        "--max_batch_size=64",
+    ]
     assert {"name": "STORAGE_URI", "value": "gs://kfserving-examples/models/sklearn/1.0/model"} in container["env"]
     assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [("http1", 8080), ("h2c", 8081)]
 
@@ -217,11 +282,14 @@ def test_monitor_standard_scrapes_kserve_predictor_services(helm):
     monitor = one(objects, "ServiceMonitor")
     assert set(monitor["spec"]) == {"selector", "endpoints"}
     # KServe labels the predictor Services (stable and canary) with these.
-    assert monitor["spec"]["selector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": "iris",
-                                                          "component": "predictor"}  # fmt: skip
+    assert monitor["spec"]["selector"]["matchLabels"] == {
+        "serving.kserve.io/inferenceservice": "iris",
+        "component": "predictor",
+    }
     # KServe names the Service's first port after the container's first port.
-    assert monitor["spec"]["endpoints"] == [{"port": runtime_of(objects)["ports"][0]["name"], "path": "/metrics",
-                                             "interval": "15s"}]  # fmt: skip
+    assert monitor["spec"]["endpoints"] == [
+        {"port": runtime_of(objects)["ports"][0]["name"], "path": "/metrics", "interval": "15s"}
+    ]
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
@@ -251,8 +319,13 @@ def test_dashboard_configmap_for_the_grafana_sidecar(helm):
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert dashboard["metadata"]["namespace"] == "monitoring"
     titles = [panel["title"] for panel in json.loads(dashboard["data"]["model-server.json"])["panels"]]
-    assert titles == ["Request rate", "Errors", "Predict latency", "Batch size (rows per estimator call)",
-                      "Request rate by pod (stable vs canary)"]  # fmt: skip
+    assert titles == [
+        "Request rate",
+        "Errors",
+        "Predict latency",
+        "Batch size (rows per estimator call)",
+        "Request rate by pod (stable vs canary)",
+    ]
 
 
 def test_helm_test_pod_sends_a_v2_request_to_the_predictor(helm):
@@ -260,8 +333,12 @@ def test_helm_test_pod_sends_a_v2_request_to_the_predictor(helm):
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     container = pod["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env == {"BASE_URL": "http://iris-predictor.prod.svc.cluster.local", "MODEL_NAME": "iris",
-                   "PROTOCOL": "v2", "INSTANCES": "[[5.1,3.5,1.4,0.2]]"}  # fmt: skip
+    assert env == {
+        "BASE_URL": "http://iris-predictor.prod.svc.cluster.local",
+        "MODEL_NAME": "iris",
+        "PROTOCOL": "v2",
+        "INSTANCES": "[[5.1,3.5,1.4,0.2]]",
+    }
     assert container["command"][:2] == ["python", "-c"]
     assert container["command"][2] == (CHART / "files" / "smoke_request.py").read_text()
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -307,14 +384,31 @@ def test_notes_show_the_call_for_the_mode(helm):
 
 def test_a_digest_tag_pins_both_versions_by_digest(helm):
     digest = "sha256:" + "a" * 64
-    objects = helm_template(helm, "--set", f"image.tag={digest}", "--set", "canary.enabled=true",
-                            "--set", "canary.image.repository=registry.example/model-server")  # fmt: skip
+    objects = helm_template(
+        helm,
+        "--set",
+        f"image.tag={digest}",
+        "--set",
+        "canary.enabled=true",
+        "--set",
+        "canary.image.repository=registry.example/model-server",
+    )
     assert runtime_of(objects)["image"] == f"model-server@{digest}"
-    assert isvc_of(objects)["spec"]["canary"][0]["predictor"]["model"]["image"] == f"registry.example/model-server@{digest}"
+    assert (
+        isvc_of(objects)["spec"]["canary"][0]["predictor"]["model"]["image"]
+        == f"registry.example/model-server@{digest}"
+    )
 
 
 def test_every_object_is_in_the_release_namespace(helm):
     objects = helm_template(helm, "-f", str(CHART / "ci" / "monitoring-values.yaml"), namespace="prod")
     namespaces = {o["kind"]: o["metadata"]["namespace"] for o in objects}
-    assert namespaces == {"ConfigMap": "monitoring", "InferenceService": "prod", "NetworkPolicy": "prod", "Pod": "prod",
-                          "PodDisruptionBudget": "prod", "ServiceMonitor": "prod", "ServingRuntime": "prod"}  # fmt: skip
+    assert namespaces == {
+        "ConfigMap": "monitoring",
+        "InferenceService": "prod",
+        "NetworkPolicy": "prod",
+        "Pod": "prod",
+        "PodDisruptionBudget": "prod",
+        "ServiceMonitor": "prod",
+        "ServingRuntime": "prod",
+    }

@@ -23,8 +23,14 @@ SMOKE_REQUEST = CHART / "files" / "smoke_request.py"
 
 
 def smoke_request(served, protocol, name=None, attempts="1"):
-    env = {**os.environ, "BASE_URL": served.http_url, "MODEL_NAME": name or served.model_name,
-           "PROTOCOL": protocol, "INSTANCES": "[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]", "ATTEMPTS": attempts}  # fmt: skip
+    env = {
+        **os.environ,
+        "BASE_URL": served.http_url,
+        "MODEL_NAME": name or served.model_name,
+        "PROTOCOL": protocol,
+        "INSTANCES": "[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]",
+        "ATTEMPTS": attempts,
+    }
     return subprocess.run([sys.executable, str(SMOKE_REQUEST)], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -43,8 +49,12 @@ def test_helm_test_client_fails_when_the_model_is_not_there(served_model):
 def test_notes_request_is_accepted_by_the_real_server(helm, served_model):
     notes = run([helm, "install", served_model.model_name, str(CHART), "--dry-run=client"]).stdout
     payload = re.search(r"-d '(\{.*\})'", notes).group(1)
-    response = httpx.post(f"{served_model.http_url}/v2/models/{served_model.model_name}/infer",
-                          content=payload, headers={"Content-Type": "application/json"}, timeout=30)  # fmt: skip
+    response = httpx.post(
+        f"{served_model.http_url}/v2/models/{served_model.model_name}/infer",
+        content=payload,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
     assert response.json()["outputs"][0]["shape"][0] == 1
 

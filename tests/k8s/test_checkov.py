@@ -14,7 +14,6 @@ import os
 import subprocess
 
 import pytest
-
 from conftest import project_tool
 
 from .rendering import CHART, run
@@ -31,9 +30,11 @@ def report(helm, tmp_path_factory):
         (rendered / f"{name}.yaml").write_text(manifest)
     result = subprocess.run(
         [checkov, "-d", str(rendered), "--framework", "kubernetes", "--skip-download", "--compact", "-o", "json"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "BC_SKIP_MAPPING": "TRUE", "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true"},
-    )  # fmt: skip
+    )
     # Exit code 1 means "findings": the tests below say which.
     assert result.stdout.lstrip().startswith("{"), result.stdout[-2000:] + result.stderr[-2000:]
     return json.loads(result.stdout)

@@ -64,7 +64,11 @@ def _mutate(isvc, path, value):
     "path, value, expected",
     [
         (["spec", "predictor", "canaryTrafficPercent"], 10, "silently ignored in Standard mode"),
-        (["metadata", "annotations", "serving.kserve.io/deploymentMode"], "Knative", "needs the Standard deployment mode"),
+        (
+            ["metadata", "annotations", "serving.kserve.io/deploymentMode"],
+            "Knative",
+            "needs the Standard deployment mode",
+        ),
         (["spec", "canary", 0, "predictor", "maxReplicas"], 3, "maxReplicas is rejected"),
         (["spec", "canary", 0, "predictor", "scaleMetric"], "cpu", "scaleMetric is rejected"),
         (["spec", "canary", 0, "predictor", "name"], "", "predictor.name must be set"),

@@ -24,15 +24,20 @@ def model_upgrades(mode: str) -> dict[str, list[str]]:
     """The --set arguments of the plan's install, canary and promote commands."""
     plan = subprocess.run(
         ["bash", str(REPO / "scripts" / "kind-e2e.sh"), "--dry-run", "--mode", mode],
-        capture_output=True, text=True, check=True, timeout=60,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     chart_commands = [
-        shlex.split(line[2:]) for line in plan.splitlines() if line.startswith("+ helm") and "charts/model-server" in line
+        shlex.split(line[2:])
+        for line in plan.splitlines()
+        if line.startswith("+ helm") and "charts/model-server" in line
     ]
     assert len(chart_commands) == 3, chart_commands
     return {
         name: [arg for i, value in enumerate(argv) if argv[i - 1] == "--set" for arg in ("--set", value)]
-        for name, argv in zip(("install", "canary", "promote"), chart_commands)
+        for name, argv in zip(("install", "canary", "promote"), chart_commands, strict=True)
     }
 
 
@@ -40,9 +45,19 @@ def render(*set_args: list[str]) -> dict:
     """The InferenceService spec the chart renders with the accumulated values."""
     args = [arg for group in set_args for arg in group]
     result = subprocess.run(
-        [project_tool("helm"), "template", "iris", str(REPO / "charts" / "model-server"), "--namespace", "model-server-e2e", *args],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            project_tool("helm"),
+            "template",
+            "iris",
+            str(REPO / "charts" / "model-server"),
+            "--namespace",
+            "model-server-e2e",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     (isvc,) = [d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "InferenceService"]
     return isvc
@@ -51,8 +66,11 @@ def render(*set_args: list[str]) -> dict:
 def runtime_image(set_args: list[str]) -> str:
     result = subprocess.run(
         [project_tool("helm"), "template", "iris", str(REPO / "charts" / "model-server"), *set_args],
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     (runtime,) = [d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "ServingRuntime"]
     return runtime["spec"]["containers"][0]["image"]
 

@@ -62,7 +62,8 @@ def fake_tools_dir(tmp_path: Path, names: tuple[str, ...]) -> tuple[Path, Path]:
         fake = bin_dir / name
         fake.write_text(
             f'#!/bin/sh\necho "{name} $*" >> {calls}\n'
-            f'if [ -n "$FAKE_FAIL" ]; then case "{name} $*" in *"$FAKE_FAIL"*) echo "{name}: failed" >&2; exit 1;; esac; fi\n'
+            f'if [ -n "$FAKE_FAIL" ]; then case "{name} $*" in\n'
+            f'  *"$FAKE_FAIL"*) echo "{name}: failed" >&2; exit 1;;\nesac; fi\n'
         )
         fake.chmod(0o755)
     return bin_dir, calls
@@ -87,8 +88,12 @@ def test_default_plan_runs_the_eight_steps_in_order():
         ("helm", "upgrade --install cert-manager", "--version v1.17.0"),
         ("helm", "upgrade --install eg oci://docker.io/envoyproxy/gateway-helm"),
         ("helm", "upgrade --install kserve-crd oci://ghcr.io/kserve/charts/kserve-crd", "--version v0.20.0"),
-        ("helm", "upgrade --install kserve-resources oci://ghcr.io/kserve/charts/kserve-resources",
-         "kserve.controller.deploymentMode=Standard", "ingressGateway.enableGatewayApi=true"),
+        (
+            "helm",
+            "upgrade --install kserve-resources oci://ghcr.io/kserve/charts/kserve-resources",
+            "kserve.controller.deploymentMode=Standard",
+            "ingressGateway.enableGatewayApi=true",
+        ),
         ("kubectl", "wait", "deployment/kserve-controller-manager"),
         ("kubectl", "apply -f", "scripts/kind/gateway.yaml"),
         ("kubectl", "wait", "gateway/kserve-ingress-gateway", "--for=condition=Programmed"),
@@ -121,10 +126,23 @@ def test_every_cluster_command_targets_the_kind_context():
 
 def test_options_land_in_the_commands():
     commands = plan(
-        "--cluster-name", "demo", "--k8s-version", "v1.33.4", "--kserve-version", "v0.20.1",
-        "--namespace", "ml", "--model-name", "flowers", "--image", "kind.local/ms:t1",
-        "--cert-manager-version", "v1.18.2", "--envoy-gateway-version", "v1.5.0",
-    )  # fmt: skip
+        "--cluster-name",
+        "demo",
+        "--k8s-version",
+        "v1.33.4",
+        "--kserve-version",
+        "v0.20.1",
+        "--namespace",
+        "ml",
+        "--model-name",
+        "flowers",
+        "--image",
+        "kind.local/ms:t1",
+        "--cert-manager-version",
+        "v1.18.2",
+        "--envoy-gateway-version",
+        "v1.5.0",
+    )
     create = commands[index_of(commands, "kind create cluster")]
     assert "--name demo" in create and "--image kindest/node:v1.33.4" in create
     for chart in ("kserve-crd", "kserve-resources"):
@@ -134,8 +152,15 @@ def test_options_land_in_the_commands():
     assert "--version v1.5.0" in commands[index_of(commands, "upgrade --install eg ")]
     assert "--tag kind.local/ms:t1" in commands[index_of(commands, "build-image.sh")]
     install = commands[index_of(commands, "upgrade --install flowers", "charts/model-server")]
-    for value in ("--namespace ml", "image.repository=kind.local/ms", "image.tag=t1", "model.name=flowers",
-                  "deploymentMode=Standard", "autoscaling.class=hpa", "autoscaling.maxReplicas=3"):
+    for value in (
+        "--namespace ml",
+        "image.repository=kind.local/ms",
+        "image.tag=t1",
+        "model.name=flowers",
+        "deploymentMode=Standard",
+        "autoscaling.class=hpa",
+        "autoscaling.maxReplicas=3",
+    ):
         assert value in install, value
     index_of(commands, "kubectl", "wait -n ml inferenceservice/flowers")
     index_of(commands, "get pods -n ml", "serving.kserve.io/inferenceservice=flowers")
@@ -187,9 +212,18 @@ def test_keep_suppresses_the_teardown():
 
 def test_summary_table_lists_every_step():
     result = run_script("--dry-run")
-    table = result.stdout[result.stdout.index("STEP "):]
-    for row in ("1 cluster", "2 platform", "3 image", "4 deploy", "5 smoke",
-                "6 canary split", "6 promote", "6 rollback", "7 autoscaling"):  # fmt: skip
+    table = result.stdout[result.stdout.index("STEP ") :]
+    for row in (
+        "1 cluster",
+        "2 platform",
+        "3 image",
+        "4 deploy",
+        "5 smoke",
+        "6 canary split",
+        "6 promote",
+        "6 rollback",
+        "7 autoscaling",
+    ):
         assert re.search(rf"^{row}\s+PLAN\s", table, re.MULTILINE), row
     assert "(dry run: nothing was executed)" in result.stdout
 
@@ -345,7 +379,10 @@ def test_a_failing_step_stops_the_run_reports_it_and_tears_down(tmp_path):
     bin_dir, calls = fake_tools_dir(tmp_path, (*TOOLS, "python3"))
     result = run_script(env=isolated_env(bin_dir, tmp_path, fail="kind create cluster"))
     assert result.returncode == 1
-    assert "FAILED at step 1 cluster: command failed (exit 1): kind create cluster --name model-server-e2e" in result.stderr
+    assert (
+        "FAILED at step 1 cluster: command failed (exit 1): kind create cluster --name model-server-e2e"
+        in result.stderr
+    )
     assert re.search(r"^1 cluster\s+FAIL\s+command failed", result.stdout, re.MULTILINE)
     log = calls.read_text()
     assert "helm" not in log, "no step may run after the failing one"
@@ -363,8 +400,9 @@ def test_a_wait_timeout_describes_the_failing_resource(tmp_path):
     bin_dir, calls = fake_tools_dir(tmp_path, (*TOOLS, "python3"))
     result = run_script(env=isolated_env(bin_dir, tmp_path, fail="wait -n kserve deployment/kserve-controller-manager"))
     assert result.returncode == 1
-    assert "FAILED at step 2 platform: deployment/kserve-controller-manager did not reach condition=Available within 300s" in (
-        result.stderr
+    assert (
+        "FAILED at step 2 platform: deployment/kserve-controller-manager did not reach condition=Available within 300s"
+        in (result.stderr)
     )
     assert "kubectl --context kind-model-server-e2e describe -n kserve deployment/kserve-controller-manager" in (
         calls.read_text()
@@ -380,7 +418,7 @@ def test_port_forwards_are_stopped_when_a_step_fails(tmp_path):
         f'#!/bin/sh\necho "kubectl $*" >> {calls}\n'
         'case "$*" in *port-forward*)\n'
         '  for a in "$@"; do case "$a" in *:*) echo "Forwarding from 127.0.0.1:${a%%:*} -> ${a#*:}";; esac; done\n'
-        f'  echo $$ >> {pids}; exec sleep 300;;\nesac\n'
+        f"  echo $$ >> {pids}; exec sleep 300;;\nesac\n"
     )
     kubectl.chmod(0o755)
     result = run_script("--keep", env=isolated_env(bin_dir, tmp_path, fail="smoke_test.py check"))

@@ -16,10 +16,9 @@ from pathlib import Path
 import httpx
 import joblib
 import pytest
+from conftest import free_port, start_server
 from sklearn.datasets import load_iris
 from sklearn.dummy import DummyClassifier
-
-from conftest import free_port, start_server
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "scripts" / "smoke_test.py"
@@ -86,8 +85,12 @@ def canary_proxy(served_model, served_v2):
 def test_check_passes_against_the_local_server(served_model):
     result = smoke("check", "--url", served_model.http_url, "--grpc", served_model.grpc_target, "--model", "iris")
     assert result.returncode == 0, result.stderr
-    for line in ("ok    V1 predict", "ok    V2 health, model ready and metadata",
-                 "ok    V2 REST infer (model_version '1')", "ok    V2 gRPC infer"):  # fmt: skip
+    for line in (
+        "ok    V1 predict",
+        "ok    V2 health, model ready and metadata",
+        "ok    V2 REST infer (model_version '1')",
+        "ok    V2 gRPC infer",
+    ):
         assert line in result.stdout
     assert f"smoke test passed against {served_model.http_url} and {served_model.grpc_target}" in result.stdout
 
@@ -147,9 +150,18 @@ def test_split_outside_the_tolerance_exits_3(served_model):
 
 def test_split_measures_a_canary_behind_an_ingress(canary_proxy):
     result = smoke(
-        "split", "--url", canary_proxy.url, "--host", "iris-ns.example.com",
-        "--requests", "200", "--expect", "2=20", "--tolerance", "0",
-    )  # fmt: skip
+        "split",
+        "--url",
+        canary_proxy.url,
+        "--host",
+        "iris-ns.example.com",
+        "--requests",
+        "200",
+        "--expect",
+        "2=20",
+        "--tolerance",
+        "0",
+    )
     assert result.returncode == 0, result.stderr
     assert "model_version 1: 160/200 (80.0%)" in result.stdout
     assert "model_version 2: 40/200 (20.0%)" in result.stdout

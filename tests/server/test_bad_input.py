@@ -14,10 +14,15 @@ def tensor(data, shape=(1, 4), datatype="FP64", name="x"):
 
 V1_CASES = {
     "too few features": ({"instances": [[5.1, 3.5, 1.4]]}, "has 3 features, the model expects 4"),
-    "too many features": ({"instances": [ROW + [1.0]]}, "has 5 features, the model expects 4"),
+    "too many features": ({"instances": [[*ROW, 1.0]]}, "has 5 features, the model expects 4"),
     "unknown feature name": (
-        {"instances": [{**dict(zip(NAMES, ROW)), "colour": 1}]}, "unknown features ['colour']"),
-    "missing feature name": ({"instances": [dict(zip(NAMES[:3], ROW))]}, "missing features ['petal_width']"),
+        {"instances": [{**dict(zip(NAMES, ROW, strict=True)), "colour": 1}]},
+        "unknown features ['colour']",
+    ),
+    "missing feature name": (
+        {"instances": [dict(zip(NAMES[:3], ROW[:3], strict=True))]},
+        "missing features ['petal_width']",
+    ),
     "string where a number is needed": ({"instances": [[5.1, "wide", 1.4, 0.2]]}, "expected a number, got a string"),
     "numeric string": ({"instances": [[5.1, "3.5", 1.4, 0.2]]}, "expected a number, got a string"),
     "empty instances": ({"instances": []}, '"instances" must be a non-empty list'),
@@ -30,7 +35,7 @@ V1_CASES = {
     "null value": ({"instances": [[5.1, None, 1.4, 0.2]]}, "null/NaN is not accepted"),
     "body is a list": ([ROW], "expected a JSON object"),
     "parameters not an object": ({"instances": [ROW], "parameters": [1]}, '"parameters" must be an object'),
-}  # fmt: skip
+}
 
 V2_CASES = {
     "too few features": (tensor([1.0, 2, 3], shape=(1, 3)), "has 3 features per row, the model expects 4"),
@@ -46,22 +51,37 @@ V2_CASES = {
     "negative shape": (tensor(ROW, shape=(-1, 4)), "negative dimension"),
     "shape not integers": (tensor(ROW, shape=("1", 4)), "shape must be a list of integers"),
     "unknown datatype": (tensor(ROW, datatype="FP99"), "unknown datatype 'FP99'"),
-    "BYTES for a numeric model": (tensor(["1", "2", "3", "4"], datatype="BYTES"), "is BYTES, but this model takes numbers"),
+    "BYTES for a numeric model": (
+        tensor(["1", "2", "3", "4"], datatype="BYTES"),
+        "is BYTES, but this model takes numbers",
+    ),
     "ragged nested data": (tensor([[1.0, 2.0], [3.0]], shape=(1, 4)), "ragged"),
     "one-dimensional tensor": (tensor(ROW, shape=(4,)), "has shape [4]"),
     "unknown feature tensor": (
-        {"inputs": [{"name": n, "datatype": "FP64", "shape": [1], "data": [1.0]} for n in NAMES[:3] + ["colour"]]},
-        "unknown ['colour']; missing ['petal_width']"),
+        {"inputs": [{"name": n, "datatype": "FP64", "shape": [1], "data": [1.0]} for n in [*NAMES[:3], "colour"]]},
+        "unknown ['colour']; missing ['petal_width']",
+    ),
     "feature tensors of different lengths": (
-        {"inputs": [{"name": n, "datatype": "FP64", "shape": [1 + (n == "sepal_width")],
-                     "data": [1.0] * (1 + (n == "sepal_width"))} for n in NAMES]},
-        "'sepal_width' has 2 rows"),
+        {
+            "inputs": [
+                {
+                    "name": n,
+                    "datatype": "FP64",
+                    "shape": [1 + (n == "sepal_width")],
+                    "data": [1.0] * (1 + (n == "sepal_width")),
+                }
+                for n in NAMES
+            ]
+        },
+        "'sepal_width' has 2 rows",
+    ),
     "unknown output": ({**tensor(ROW), "outputs": [{"name": "logits"}]}, "unknown outputs ['logits']"),
     "tensor not an object": ({"inputs": [1]}, "inputs[0] must be an object"),
     "binary size past the body": (
         {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 4], "parameters": {"binary_data_size": 32}}]},
-        "declares 32 binary bytes"),
-}  # fmt: skip
+        "declares 32 binary bytes",
+    ),
+}
 
 
 def assert_still_serving(served):

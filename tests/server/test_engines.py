@@ -4,13 +4,13 @@ import httpx
 import joblib
 import numpy as np
 import pytest
+from conftest import start_server
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from conftest import start_server
 from model_server.engines import LinearEngine, OnnxEngine, engine_for, parity_problem, parity_sample
 
 
@@ -29,8 +29,10 @@ def test_forest_served_by_onnxruntime_answers_like_sklearn(forest, flags):
     rows = np.vstack([X[:100], np.random.default_rng(3).normal(size=(100, 20)) * 5])
     with start_server(model_dir, "forest", *flags) as served:
         assert "predicting with OnnxEngine" in served.log()
-        body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": list(rows.shape), "data": rows.ravel().tolist()}],
-                "outputs": [{"name": "predict"}, {"name": "predict_proba"}]}  # fmt: skip
+        body = {
+            "inputs": [{"name": "x", "datatype": "FP64", "shape": list(rows.shape), "data": rows.ravel().tolist()}],
+            "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
+        }
         outputs = httpx.post(f"{served.http_url}/v2/models/forest/infer", json=body).json()["outputs"]
     assert outputs[0]["data"] == model.predict(rows).tolist()
     np.testing.assert_allclose(np.reshape(outputs[1]["data"], (200, 3)), model.predict_proba(rows), atol=1e-6)
@@ -87,6 +89,9 @@ def test_sklearn_backend_serves_the_estimator_itself(tmp_path):
     joblib.dump(model, tmp_path / "model.joblib")
     with start_server(tmp_path, "lr", "--backend=sklearn") as served:
         assert "predicting with scikit-learn" in served.log()
-        response = httpx.post(f"{served.http_url}/v1/models/lr:predict", json={"instances": X[:20].tolist(), "parameters": {"probabilities": True}})
+        response = httpx.post(
+            f"{served.http_url}/v1/models/lr:predict",
+            json={"instances": X[:20].tolist(), "parameters": {"probabilities": True}},
+        )
     assert response.json()["predictions"] == model.predict(X[:20]).tolist()
     np.testing.assert_allclose(response.json()["probabilities"], model.predict_proba(X[:20]), atol=1e-12)

@@ -22,8 +22,11 @@ TRITON_CALLS = Path(__file__).parents[1] / "support" / "tritonclient_grpc_calls.
 def triton_report(served_model):
     out = subprocess.run(
         [sys.executable, str(TRITON_CALLS), served_model.grpc_target, "iris"],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -114,13 +117,27 @@ def test_raw_stub_typed_contents_and_metadata(served_model):
 @pytest.mark.parametrize(
     "tensor,message",
     [
-        (dict(name="x", datatype="FP64", shape=[-1, 4], contents=pb.InferTensorContents(fp64_contents=[1.0] * 4)),
-         "negative"),
-        (dict(name="x", datatype="FP64", shape=[2, 4], contents=pb.InferTensorContents(fp64_contents=[1.0] * 4)),
-         "needs 8 values"),
-        (dict(name="x", datatype="FP99", shape=[1, 4]), "unknown datatype"),
+        (
+            {
+                "name": "x",
+                "datatype": "FP64",
+                "shape": [-1, 4],
+                "contents": pb.InferTensorContents(fp64_contents=[1.0] * 4),
+            },
+            "negative",
+        ),
+        (
+            {
+                "name": "x",
+                "datatype": "FP64",
+                "shape": [2, 4],
+                "contents": pb.InferTensorContents(fp64_contents=[1.0] * 4),
+            },
+            "needs 8 values",
+        ),
+        ({"name": "x", "datatype": "FP99", "shape": [1, 4]}, "unknown datatype"),
     ],
-)  # fmt: skip
+)
 def test_raw_stub_malformed_tensor_is_invalid_argument(served_model, tensor, message):
     with pytest.raises(grpc.RpcError) as error:
         _raw_infer(served_model, **tensor)
@@ -129,7 +146,6 @@ def test_raw_stub_malformed_tensor_is_invalid_argument(served_model, tensor, mes
 
 
 def test_raw_stub_unknown_model_metadata_is_not_found(served_model):
-    with grpc.insecure_channel(served_model.grpc_target) as channel:
-        with pytest.raises(grpc.RpcError) as error:
-            GRPCInferenceServiceStub(channel).ModelMetadata(pb.ModelMetadataRequest(name="nope"))
+    with grpc.insecure_channel(served_model.grpc_target) as channel, pytest.raises(grpc.RpcError) as error:
+        GRPCInferenceServiceStub(channel).ModelMetadata(pb.ModelMetadataRequest(name="nope"))
     assert error.value.code() == grpc.StatusCode.NOT_FOUND

@@ -12,16 +12,16 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO, start_server
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from support.estimators import BlocksUntilFileExists, FailsOnNegative
 
-from conftest import REPO, start_server
 from model_server.artifact import write_metadata
 
 SUPPORT_ENV = {"PYTHONPATH": str(REPO / "tests")}  # lets the server unpickle tests/support estimators
@@ -52,11 +52,14 @@ def test_regressor_fitted_on_dataframe(tmp_path):
     frame = pd.DataFrame({"rooms": [1.0, 2, 3, 4], "area": [10.0, 20, 30, 40]})
     model_dir = dump(LinearRegression().fit(frame, frame["area"] * 2), tmp_path / "m")
     with start_server(model_dir, "price") as served:
-        response = httpx.post(f"{served.http_url}/v1/models/price:predict", json={"instances": [{"area": 50, "rooms": 5}]})
+        response = httpx.post(
+            f"{served.http_url}/v1/models/price:predict", json={"instances": [{"area": 50, "rooms": 5}]}
+        )
         assert response.status_code == 200
         assert response.json()["predictions"] == pytest.approx([100.0])
         proba = httpx.post(
-            f"{served.http_url}/v1/models/price:predict", json={"instances": [[1, 2]], "parameters": {"probabilities": True}}
+            f"{served.http_url}/v1/models/price:predict",
+            json={"instances": [[1, 2]], "parameters": {"probabilities": True}},
         )
         assert proba.status_code == 400 and "not available" in proba.json()["error"]
         metadata = httpx.get(f"{served.http_url}/v2/models/price").json()
@@ -85,10 +88,15 @@ def test_mixed_types_over_v1_and_v2(mixed_pipeline):
     assert v1.json() == {"predictions": [1, 0]}
     records = httpx.post(f"{url}/v1/models/mixed:predict", json={"instances": [{"size": 4, "colour": "blue"}]})
     assert records.json() == {"predictions": [0]}
-    v2 = httpx.post(f"{url}/v2/models/mixed/infer", json={"inputs": [
-        {"name": "colour", "datatype": "BYTES", "shape": [2], "data": ["red", "green"]},
-        {"name": "size", "datatype": "FP32", "shape": [2, 1], "data": [1, 2]},
-    ]})  # fmt: skip
+    v2 = httpx.post(
+        f"{url}/v2/models/mixed/infer",
+        json={
+            "inputs": [
+                {"name": "colour", "datatype": "BYTES", "shape": [2], "data": ["red", "green"]},
+                {"name": "size", "datatype": "FP32", "shape": [2, 1], "data": [1, 2]},
+            ]
+        },
+    )
     assert v2.status_code == 200, v2.text
     assert v2.json()["model_version"] == "7" and v2.json()["outputs"][0]["data"] == [1, 0]
     metadata = httpx.get(f"{url}/v2/models/mixed").json()
@@ -102,10 +110,17 @@ def test_mixed_types_over_v1_and_v2(mixed_pipeline):
         ({"instances": [["red", 3], {"size": 4, "colour": "blue"}]}, "use one form for all instances"),
         ({"instances": [["purple", 3]]}, "the model rejected the input: Found unknown categories"),
         ({"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 2], "data": [1, 2]}]}, "are strings"),
-        ({"inputs": [{"name": "colour", "datatype": "BYTES", "shape": [1], "data": ["red"]},
-                     {"name": "size", "datatype": "BYTES", "shape": [1], "data": ["3"]}]}, "the feature is numeric"),
+        (
+            {
+                "inputs": [
+                    {"name": "colour", "datatype": "BYTES", "shape": [1], "data": ["red"]},
+                    {"name": "size", "datatype": "BYTES", "shape": [1], "data": ["3"]},
+                ]
+            },
+            "the feature is numeric",
+        ),
     ],
-)  # fmt: skip
+)
 def test_mixed_types_client_mistakes(mixed_pipeline, body, message):
     route = "/v1/models/mixed:predict" if "instances" in body else "/v2/models/mixed/infer"
     response = httpx.post(f"{mixed_pipeline.http_url}{route}", json=body)
@@ -127,17 +142,28 @@ def test_model_that_accepts_nan(tmp_path):
         (lambda d: d, "no model file"),
         (lambda d: (d / "a.pkl").write_bytes(b"x") and (d / "b.joblib").write_bytes(b"y") and d, "several model files"),
         (lambda d: (d / "model.joblib").write_bytes(b"not a pickle") and d, "cannot load"),
-        (lambda d: dump(LinearRegression().fit([[1], [2]], [1, 2]), d) and (d / "metadata.json").write_text(
-            '{"sha256": "00"}') and d, "does not match"),
-        (lambda d: dump(LinearRegression().fit([[1], [2]], [1, 2]), d) and (d / "metadata.json").write_text(
-            '{"class_label": []}') and d, "unknown keys"),
+        (
+            lambda d: (
+                dump(LinearRegression().fit([[1], [2]], [1, 2]), d)
+                and (d / "metadata.json").write_text('{"sha256": "00"}')
+                and d
+            ),
+            "does not match",
+        ),
+        (
+            lambda d: (
+                dump(LinearRegression().fit([[1], [2]], [1, 2]), d)
+                and (d / "metadata.json").write_text('{"class_label": []}')
+                and d
+            ),
+            "unknown keys",
+        ),
     ],
-)  # fmt: skip
+)
 def test_unservable_directory_exits_with_a_clear_error(tmp_path, make_dir, message):
     model_dir = make_dir(tmp_path)
-    with pytest.raises(RuntimeError) as error:
-        with start_server(model_dir, "broken", timeout=30):
-            pass
+    with pytest.raises(RuntimeError) as error, start_server(model_dir, "broken", timeout=30):
+        pass
     assert "server exited with 1" in str(error.value)
     assert message in str(error.value)
 
@@ -154,16 +180,15 @@ def test_model_failure_is_500_logged_and_alone(tmp_path):
         with ThreadPoolExecutor(16) as pool:
             bodies = [[[-5, -5]] if i % 4 == 0 else [[1, 1]] for i in range(64)]
             responses = list(pool.map(lambda rows: httpx.post(url, json={"instances": rows}, timeout=30), bodies))
-        for rows, response in zip(bodies, responses):
+        for rows, response in zip(bodies, responses, strict=True):
             assert response.status_code == (500 if rows[0][0] < 0 else 200)
         assert httpx.post(url, json={"instances": [[1, 1]]}).json() == {"predictions": [1]}
         # Over gRPC the same failure is INTERNAL, not a client error.
         tensor = pb.ModelInferRequest.InferInputTensor(
             name="x", datatype="FP64", shape=[1, 2], contents=pb.InferTensorContents(fp64_contents=[-5, -5])
         )
-        with grpc.insecure_channel(served.grpc_target) as channel:
-            with pytest.raises(grpc.RpcError) as error:
-                GRPCInferenceServiceStub(channel).ModelInfer(pb.ModelInferRequest(model_name="fragile", inputs=[tensor]))
+        with grpc.insecure_channel(served.grpc_target) as channel, pytest.raises(grpc.RpcError) as error:
+            GRPCInferenceServiceStub(channel).ModelInfer(pb.ModelInferRequest(model_name="fragile", inputs=[tensor]))
         assert error.value.code() == grpc.StatusCode.INTERNAL
         assert "simulated model failure" in error.value.details()
 
@@ -219,8 +244,18 @@ def test_readiness_follows_the_model(demo_model_dir):
 def test_cli_help_and_unsupported_workers():
     help_text = subprocess.run([sys.executable, "-m", "model_server", "--help"], capture_output=True, text=True)
     assert help_text.returncode == 0
-    for flag in ("--model_dir", "--max_batch_size", "--max_batch_wait_ms", "--max_request_bytes", "--backend",
-                 "--access_log", "--http_port", "--grpc_port", "--workers", "--enable_latency_logging"):  # fmt: skip
+    for flag in (
+        "--model_dir",
+        "--max_batch_size",
+        "--max_batch_wait_ms",
+        "--max_request_bytes",
+        "--backend",
+        "--access_log",
+        "--http_port",
+        "--grpc_port",
+        "--workers",
+        "--enable_latency_logging",
+    ):
         assert flag in help_text.stdout
     workers = subprocess.run([sys.executable, "-m", "model_server", "--workers=2"], capture_output=True, text=True)
     assert workers.returncode == 2 and "--workers must be 1" in workers.stderr

@@ -24,8 +24,8 @@ def test_rows_predict_classes(served_model):
 
 
 def test_named_feature_records_in_any_key_order(served_model):
-    record = dict(zip(reversed(NAMES), reversed(VIRGINICA)))
-    response = predict(served_model, {"instances": [record, dict(zip(NAMES, SETOSA))]})
+    record = dict(zip(reversed(NAMES), reversed(VIRGINICA), strict=True))
+    response = predict(served_model, {"instances": [record, dict(zip(NAMES, SETOSA, strict=True))]})
     assert response.json() == {"predictions": [2, 0]}
 
 

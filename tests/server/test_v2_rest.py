@@ -28,7 +28,9 @@ def triton(served_model):
 def test_tritonclient_http(triton, binary, datatype):
     tensor = tritonhttp.InferInput("input-0", list(ROWS.shape), datatype)
     tensor.set_data_from_numpy(ROWS.astype(np.float32 if datatype == "FP32" else np.float64), binary_data=binary)
-    outputs = [tritonhttp.InferRequestedOutput(name, binary_data=binary) for name in ("predict", "label", "predict_proba")]
+    outputs = [
+        tritonhttp.InferRequestedOutput(name, binary_data=binary) for name in ("predict", "label", "predict_proba")
+    ]
     result = triton.infer("iris", [tensor], outputs=outputs)
     assert result.as_numpy("predict").tolist() == [0, 2]
     assert [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("label")] == ["setosa", "virginica"]

@@ -19,15 +19,18 @@ def infer(client, model, data, datatype, outputs=()):
     tensor = tritongrpc.InferInput("input-0", list(data.shape), datatype)
     tensor.set_data_from_numpy(data)
     try:
-        result = client.infer(model, [tensor], outputs=[tritongrpc.InferRequestedOutput(n) for n in outputs],
-                              request_id="r1")  # fmt: skip
+        result = client.infer(
+            model, [tensor], outputs=[tritongrpc.InferRequestedOutput(n) for n in outputs], request_id="r1"
+        )
     except InferenceServerException as exc:
         return {"status": str(exc.status()), "message": exc.message()}
     response = result.get_response()
     return {
-        "status": "OK", "id": response.id, "model_version": response.model_version,
+        "status": "OK",
+        "id": response.id,
+        "model_version": response.model_version,
         "outputs": {o.name: np.asarray(result.as_numpy(o.name)).tolist() for o in response.outputs},
-    }  # fmt: skip
+    }
 
 
 def main(target: str, model: str) -> None:

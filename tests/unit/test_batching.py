@@ -115,7 +115,9 @@ def test_small_batches_run_on_the_loop_thread_larger_ones_in_the_executor():
         batcher = MicroBatcher(estimator, ThreadPoolExecutor(1), max_rows=64, inline_rows=2)
         small = await batcher.predict(np.ones((2, 1)), frozenset({"sum"}))
         large = await batcher.predict(np.ones((3, 1)), frozenset({"sum"}))
-        failed = await asyncio.gather(batcher.predict(np.full((1, 1), -1.0), frozenset({"sum"})), return_exceptions=True)
+        failed = await asyncio.gather(
+            batcher.predict(np.full((1, 1), -1.0), frozenset({"sum"})), return_exceptions=True
+        )
         return small, large, failed
 
     small, large, failed = run(scenario())

@@ -90,8 +90,14 @@ def test_grpc_round_trip(datatype, data, raw):
         request.raw_input_contents.append(tensor_to_bytes(datatype, array))
     else:
         values = [v.encode() for v in array.ravel()] if datatype == "BYTES" else array.ravel().tolist()
-        field = {"BOOL": "bool", "INT64": "int64", "UINT64": "uint64", "FP32": "fp32", "FP64": "fp64",
-                 "BYTES": "bytes"}.get(datatype, "int" if datatype.startswith("INT") else "uint")  # fmt: skip
+        field = {
+            "BOOL": "bool",
+            "INT64": "int64",
+            "UINT64": "uint64",
+            "FP32": "fp32",
+            "FP64": "fp64",
+            "BYTES": "bytes",
+        }.get(datatype, "int" if datatype.startswith("INT") else "uint")
         getattr(request.inputs[0].contents, f"{field}_contents").extend(values)
     (tensor,) = decode_v2_grpc(request).inputs
     expected = array.tolist()
@@ -104,17 +110,24 @@ def test_grpc_round_trip(datatype, data, raw):
 
 
 def test_requested_outputs_and_binary_flags():
-    body = orjson.dumps({
-        "id": 42,
-        "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1.0]}],
-        "outputs": [{"name": "a", "parameters": {"binary_data": True}}, {"name": "b"}],
-    })  # fmt: skip
+    body = orjson.dumps(
+        {
+            "id": 42,
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1.0]}],
+            "outputs": [{"name": "a", "parameters": {"binary_data": True}}, {"name": "b"}],
+        }
+    )
     request = decode_v2_rest(body, None)
     assert request.id == "42" and request.outputs == ["a", "b"] and request.binary_outputs == {"a"}
-    everything = decode_v2_rest(orjson.dumps({
-        "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}],
-        "parameters": {"binary_data_output": True},
-    }), None)  # fmt: skip
+    everything = decode_v2_rest(
+        orjson.dumps(
+            {
+                "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}],
+                "parameters": {"binary_data_output": True},
+            }
+        ),
+        None,
+    )
     assert everything.outputs is None and everything.binary_outputs == {"*"}
 
 
@@ -139,8 +152,9 @@ def test_rest_tensor_errors(spec, message):
 
 
 def test_binary_bytes_elements_must_be_whole():
-    header = orjson.dumps({"inputs": [{"name": "s", "datatype": "BYTES", "shape": [1],
-                                       "parameters": {"binary_data_size": 6}}]})  # fmt: skip
+    header = orjson.dumps(
+        {"inputs": [{"name": "s", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 6}}]}
+    )
     with pytest.raises(InvalidInput, match="runs past the end"):
         decode_v2_rest(header + b"\x09\x00\x00\x00ab", str(len(header)))
 
@@ -152,9 +166,16 @@ def test_grpc_errors():
     with pytest.raises(InvalidInput, match="raw_input_contents"):
         decode_v2_grpc(pb.ModelInferRequest(inputs=[spec, spec], raw_input_contents=[b"\0" * 8]))
     with pytest.raises(InvalidInput, match="FP16"):
-        decode_v2_grpc(pb.ModelInferRequest(inputs=[pb.ModelInferRequest.InferInputTensor(name="h", datatype="FP16", shape=[1])]))
-    scalar = pb.ModelInferRequest(inputs=[pb.ModelInferRequest.InferInputTensor(
-        name="s", datatype="FP64", shape=[], contents=pb.InferTensorContents(fp64_contents=[2.5]))])  # fmt: skip
+        decode_v2_grpc(
+            pb.ModelInferRequest(inputs=[pb.ModelInferRequest.InferInputTensor(name="h", datatype="FP16", shape=[1])])
+        )
+    scalar = pb.ModelInferRequest(
+        inputs=[
+            pb.ModelInferRequest.InferInputTensor(
+                name="s", datatype="FP64", shape=[], contents=pb.InferTensorContents(fp64_contents=[2.5])
+            )
+        ]
+    )
     assert decode_v2_grpc(scalar).inputs[0].data.tolist() == 2.5
 
 

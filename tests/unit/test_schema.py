@@ -26,7 +26,9 @@ def test_rows_and_records_give_the_same_matrix(named):
 
 def test_matrix_and_feature_tensors_give_the_same_matrix(named):
     matrix = named.from_tensors([Tensor("any", "FP32", np.arange(6, dtype=np.float32).reshape(2, 3))])
-    columns = named.from_tensors([Tensor(n, "INT64", np.array([j, j + 3])) for j, n in reversed(list(enumerate(NAMES)))])
+    columns = named.from_tensors(
+        [Tensor(n, "INT64", np.array([j, j + 3])) for j, n in reversed(list(enumerate(NAMES)))]
+    )
     assert matrix.tolist() == columns.tolist() == [[0, 1, 2], [3, 4, 5]]
 
 
@@ -68,14 +70,19 @@ def test_mixed_types_build_a_dataframe():
     frame = schema.from_rows([["red", 1], ["blue", 2.5]])
     assert isinstance(frame, pd.DataFrame) and list(frame.columns) == ["colour", "size"]
     assert frame["colour"].tolist() == ["red", "blue"] and frame["size"].dtype == np.float64
-    from_bytes = schema.from_tensors([
-        Tensor("colour", "BYTES", np.array([b"red"], dtype=object)), Tensor("size", "FP32", np.array([[3.0]])),
-    ])  # fmt: skip
+    from_bytes = schema.from_tensors(
+        [
+            Tensor("colour", "BYTES", np.array([b"red"], dtype=object)),
+            Tensor("size", "FP32", np.array([[3.0]])),
+        ]
+    )
     assert from_bytes.iloc[0].tolist() == ["red", 3.0]
     with pytest.raises(InvalidInput, match="feature 'colour': expected a string"):
         schema.from_rows([[1, 1]])
     with pytest.raises(InvalidInput, match="not valid UTF-8"):
-        schema.from_tensors([Tensor("colour", "BYTES", np.array([b"\xff"], dtype=object)), Tensor("size", "FP64", np.array([1.0]))])
+        schema.from_tensors(
+            [Tensor("colour", "BYTES", np.array([b"\xff"], dtype=object)), Tensor("size", "FP64", np.array([1.0]))]
+        )
 
 
 def test_schema_from_estimator_and_metadata():
