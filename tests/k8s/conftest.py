@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import project_tool
+
+from tests.support.tools import project_tool
 
 from .schemas import SchemaValidator, kserve_crds_dir
 

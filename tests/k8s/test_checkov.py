@@ -14,7 +14,8 @@ import os
 import subprocess
 
 import pytest
-from conftest import project_tool
+
+from tests.support.tools import project_tool
 
 from .rendering import CHART, run
 from .test_chart import RENDERINGS

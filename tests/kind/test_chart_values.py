@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import project_tool
+
+from tests.support.tools import project_tool
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_V2_ARGS = ["--model_dir=/opt/model-server/demo-v2"]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import project_tool
+
+from tests.support.tools import project_tool
 
 REPO = Path(__file__).resolve().parents[2]
 KIND_OVERLAYS = REPO / "scripts" / "kind" / "overlays"

@@ -16,9 +16,10 @@ from pathlib import Path
 import httpx
 import joblib
 import pytest
-from conftest import free_port, start_server
 from sklearn.datasets import load_iris
 from sklearn.dummy import DummyClassifier
+
+from tests.support.servers import free_port, start_server
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "scripts" / "smoke_test.py"

@@ -4,7 +4,6 @@ import httpx
 import joblib
 import numpy as np
 import pytest
-from conftest import start_server
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -12,6 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from model_server.engines import LinearEngine, OnnxEngine, engine_for, parity_problem, parity_sample
+from tests.support.servers import start_server
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Estimators with controlled behaviour, pickled into model directories by the tests.
 
-The server subprocess imports this module when it unpickles them (tests put tests/ on its
-PYTHONPATH), exactly as a user's own estimator module would be imported.
+The server subprocess imports this module when it unpickles them (tests put the repository on
+its PYTHONPATH: servers.SUPPORT_ENV), exactly as a user's own estimator module would be imported.
 """
 
 import os

@@ -1,0 +1,93 @@
+"""The real server as a test sees it: `python -m model_server` started on free ports, and waits."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from .tools import REPO
+
+# Lets a server process unpickle the estimators of tests/support (tests.support.estimators), as a
+# user's own estimator module would be imported.
+SUPPORT_ENV = {"PYTHONPATH": str(REPO)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServedModel:
+    http_url: str
+    grpc_target: str
+    model_name: str
+    model_dir: Path
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def start_server(model_dir, model_name: str = "iris", *extra_args: str, env: dict | None = None, timeout: float = 60):
+    """Run the server until the block ends; wait until /v2/health/ready answers 200."""
+    http_port, grpc_port = free_port(), free_port()
+    log_path = Path(tempfile.mkstemp(prefix="model-server-", suffix=".log")[1])
+    command = [
+        sys.executable,
+        "-m",
+        "model_server",
+        f"--model_name={model_name}",
+        f"--model_dir={model_dir}",
+        f"--http_port={http_port}",
+        f"--grpc_port={grpc_port}",
+        *extra_args,
+    ]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    served = ServedModel(
+        f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", model_name, Path(model_dir), process, log_path
+    )
+    try:
+        wait_until_ready(
+            served.http_url,
+            lambda: process.poll() is not None and f"server exited with {process.returncode}",
+            served.log,
+            timeout,
+        )
+        yield served
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_until_ready(http_url: str, stopped, log, timeout: float) -> None:
+    """Poll /v2/health/ready until 200; fail with the log if stopped() says why it ended, or on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reason = stopped()
+        if reason:
+            raise RuntimeError(f"{reason}:\n{log()[-4000:]}")
+        try:
+            if httpx.get(f"{http_url}/v2/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server not ready after {timeout}s:\n{log()[-4000:]}")
