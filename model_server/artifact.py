@@ -1,50 +1,46 @@
 """Finding, verifying and loading a model directory.
 
 A model directory holds exactly one pickled estimator (``model.joblib``, ``model.pkl`` or
-``model.pickle``, the names KServe's sklearnserver accepts) and, optionally, ``metadata.json``:
-
-    {
-      "version": "1",                          # reported as model_version
-      "features": [{"name": "sepal_length", "datatype": "FP64"}, ...],
-      "class_labels": ["setosa", "versicolor", "virginica"],   # one per estimator.classes_
-      "sha256": "<hex digest of the model file>"               # verified before unpickling
-    }
-
-Every key is optional; what is missing is derived from the estimator.
+``model.pickle``, the names KServe's sklearnserver accepts) and, optionally, ``metadata.json``
+(see ``metadata.py``). Verification comes first: the file's sha256 is checked against the
+metadata's before anything is unpickled, because unpickling runs code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
-
-logger = logging.getLogger(__name__)
+from .errors import ArtifactError
+from .metadata import METADATA_FILENAME, ModelMetadata, parse_metadata, read_metadata
 
 MODEL_FILENAMES = ("model.joblib", "model.pkl", "model.pickle")
 MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
-METADATA_FILENAME = "metadata.json"
-METADATA_KEYS = {"version", "features", "class_labels", "sha256"}
+# How pickle and joblib files start: a protocol 2+ pickle, or joblib's compressed containers
+# (zlib, gzip, bz2, xz, lzma, lz4).
+_PICKLE_STARTS = (b"\x80", b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"]\x00", b'\x04"M\x18')
+# What an unpickling failure of these types means, for the one-line reason (an EOFError has no
+# message of its own, and "KeyError: 208" says nothing).
+_LOAD_FAILURES = {
+    EOFError: "the file is truncated or not a pickle",
+    ModuleNotFoundError: "the pickle needs a module this server's environment does not have",
+    AttributeError: "the pickle names a class or function its module does not have: a version mismatch?",
+}
 
 
-class ArtifactError(RuntimeError):
-    """The model directory cannot be served; the message says why."""
-
-
-@dataclass
+@dataclass(frozen=True)
 class ModelArtifact:
     estimator: Any
     path: Path
     sha256: str
-    version: str = "1"
-    features: list[dict] | None = None
-    class_labels: list[str] | None = None
-    extra: dict = field(default_factory=dict)
+    metadata: ModelMetadata
+
+    @property
+    def version(self) -> str:
+        return self.metadata.version
 
     @classmethod
     def load(cls, model_dir: str | Path) -> ModelArtifact:
@@ -52,24 +48,32 @@ class ModelArtifact:
         path = find_model_file(model_dir)
         metadata = read_metadata(model_dir)
         digest = file_sha256(path)
-        expected = metadata.get("sha256")
-        # Unpickling runs code: refuse a file that is not the one the metadata vouches for.
-        if expected and expected.lower() != digest:
-            raise ArtifactError(f"{path}: sha256 {digest} does not match {expected} in {METADATA_FILENAME}")
-        try:
-            estimator = joblib.load(path)
-        except Exception as exc:  # any unpickling failure makes the directory unservable
-            raise ArtifactError(f"cannot load {path}: {exc}") from exc
+        if metadata.sha256 is not None and metadata.sha256 != digest:
+            raise ArtifactError(f"{path}: sha256 {digest} does not match {metadata.sha256} in {METADATA_FILENAME}")
+        estimator = _unpickle(path)
         if not hasattr(estimator, "predict"):
             raise ArtifactError(f"{path}: {type(estimator).__name__} has no predict method")
-        return cls(
-            estimator=estimator,
-            path=path,
-            sha256=digest,
-            version=str(metadata.get("version", "1")),
-            features=metadata.get("features"),
-            class_labels=metadata.get("class_labels"),
-        )
+        return cls(estimator=estimator, path=path, sha256=digest, metadata=metadata)
+
+
+def _unpickle(path: Path):
+    import joblib
+
+    try:
+        return joblib.load(path)
+    except Exception as exc:  # any unpickling failure makes the directory unservable
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise ArtifactError(f"cannot load {path}: {detail}{_meaning(exc, path)}") from exc
+
+
+def _meaning(exc: Exception, path: Path) -> str:
+    meaning = next((text for kind, text in _LOAD_FAILURES.items() if isinstance(exc, kind)), None)
+    if meaning is None:
+        with open(path, "rb") as f:
+            start = f.read(8)
+        if not start.startswith(_PICKLE_STARTS):
+            meaning = "the file is not a pickle or joblib file"
+    return f" ({meaning})" if meaning else ""
 
 
 def find_model_file(model_dir: Path) -> Path:
@@ -86,23 +90,6 @@ def find_model_file(model_dir: Path) -> Path:
     raise ArtifactError(f"several model files in {model_dir} ({', '.join(p.name for p in candidates)}): keep one")
 
 
-def read_metadata(model_dir: Path) -> dict:
-    path = model_dir / METADATA_FILENAME
-    if not path.is_file():
-        return {}
-    try:
-        metadata = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{path}: not valid JSON: {exc}") from exc
-    if not isinstance(metadata, dict):
-        raise ArtifactError(f"{path}: expected a JSON object")
-    unknown = set(metadata) - METADATA_KEYS
-    if unknown:
-        # A typo ("class_label") would otherwise be silently ignored.
-        raise ArtifactError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(METADATA_KEYS)}")
-    return metadata
-
-
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -112,9 +99,11 @@ def file_sha256(path: Path) -> str:
 
 
 def write_metadata(model_dir: Path, **metadata: Any) -> Path:
-    """Write metadata.json for the model file in model_dir, sha256 included."""
+    """Write metadata.json for the model file in model_dir, its sha256 included (so the server
+    refuses any other file in its place)."""
     model_dir = Path(model_dir)
     metadata["sha256"] = file_sha256(find_model_file(model_dir))
+    parse_metadata(metadata)  # never write a file the server would refuse
     path = model_dir / METADATA_FILENAME
     path.write_text(json.dumps(metadata, indent=2) + "\n")
     return path

@@ -1,7 +1,9 @@
 """Wire formats: V1 JSON, V2 REST JSON with the binary tensor extension, V2 gRPC tensors.
 
-Decoding turns bytes into ``Tensor`` objects (numpy arrays of the declared shape) or V1 rows;
-``schema.py`` then checks them against the model. Decoding errors are client errors
+Decoding turns bytes into a ``V1Request`` (rows) or a ``V2Request`` (``Tensor`` objects: numpy
+arrays of the declared shape); ``schema.py`` then checks them against the model. Encoding turns
+an ``InferenceResponse`` back into bytes, with the request's id and binary-output choice taken
+from the decoded request by the transport (the model never sees them). Decoding errors are client errors
 (``InvalidInput``: HTTP 400 / gRPC INVALID_ARGUMENT) that name the tensor at fault.
 
 Why not KServe's own codec: it parses every V2 REST body through pydantic (slow), rejects plain
@@ -17,9 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
-from kserve.errors import InvalidInput
+
+from .errors import InvalidInput
 
 INFERENCE_HEADER_LENGTH = "inference-header-content-length"
+JSON_CONTENT = {"content-type": "application/json"}
 
 NUMPY_DTYPES = {
     "BOOL": np.dtype(np.bool_),
@@ -47,6 +51,22 @@ class Tensor:
     data: np.ndarray  # already in the declared shape
 
 
+# Output names: what a model can answer (the predictor says which of them a model has).
+PREDICT, PROBA, LABEL = "predict", "predict_proba", "label"
+# V1 asks for outputs beyond "predictions" by parameter, and answers them under the same key.
+V1_OUTPUT_PARAMETERS = {"probabilities": PROBA, "labels": LABEL}
+
+
+@dataclass
+class V1Request:
+    instances: object  # the rows, checked by the schema
+    outputs: list[str]  # PREDICT, then those the parameters ask for
+
+    def unknown_outputs(self, unknown: list[str], estimator: str, available: list[str]) -> InvalidInput:
+        parameters = [p for p, output in V1_OUTPUT_PARAMETERS.items() if output in unknown]
+        return InvalidInput(f'parameter "{parameters[0]}" is not available for {estimator}')
+
+
 @dataclass
 class V2Request:
     id: str | None
@@ -54,12 +74,22 @@ class V2Request:
     outputs: list[str] | None = None  # requested output names, None = the defaults
     binary_outputs: set[str] = field(default_factory=set)
 
+    def unknown_outputs(self, unknown: list[str], estimator: str, available: list[str]) -> InvalidInput:
+        return InvalidInput(f"unknown outputs {unknown}; this model has {available}")
+
 
 @dataclass
 class Output:
     name: str
     datatype: str
     data: np.ndarray
+
+
+@dataclass
+class InferenceResponse:
+    model_name: str
+    model_version: str
+    outputs: list[Output]
 
 
 def loads_json(body: bytes) -> object:
@@ -72,8 +102,8 @@ def loads_json(body: bytes) -> object:
 # -- V1 ---------------------------------------------------------------------------------------
 
 
-def v1_instances(doc: object) -> tuple[list, dict]:
-    """The rows and parameters of a V1 ``{"instances": [...], "parameters": {...}}`` body."""
+def decode_v1(doc: object) -> V1Request:
+    """A V1 ``{"instances": [...], "parameters": {...}}`` body, already parsed from JSON."""
     if not isinstance(doc, dict):
         raise InvalidInput('expected a JSON object like {"instances": [[...], ...]}')
     if "instances" not in doc:
@@ -82,7 +112,22 @@ def v1_instances(doc: object) -> tuple[list, dict]:
     parameters = doc.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise InvalidInput('"parameters" must be an object')
-    return doc["instances"], parameters
+    outputs = [PREDICT] + [output for parameter, output in V1_OUTPUT_PARAMETERS.items() if parameters.get(parameter)]
+    return V1Request(doc["instances"], outputs)
+
+
+def v1_response(response: InferenceResponse) -> dict:
+    """``{"predictions": [...]}``, plus ``probabilities`` / ``labels`` when they were asked for."""
+    by_name = {output.name: output.data for output in response.outputs}
+    body = {"predictions": by_name[PREDICT].tolist()}
+    for parameter, output in V1_OUTPUT_PARAMETERS.items():
+        if output in by_name:
+            body[parameter] = by_name[output].tolist()
+    return body
+
+
+def encode_v1(request: V1Request, response: InferenceResponse) -> tuple[bytes, dict[str, str]]:
+    return orjson.dumps(v1_response(response)), JSON_CONTENT
 
 
 # -- V2 REST ----------------------------------------------------------------------------------
@@ -292,22 +337,6 @@ def decode_v2_grpc(request) -> V2Request:
     return V2Request(request.id or None, tensors, outputs)
 
 
-def encode_v2_grpc(model_name: str, model_version: str, request_id: str | None, outputs: list[Output]):
-    """The ``ModelInferResponse``; tensors go as raw_output_contents, the compact encoding."""
-    from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferResponse
-
-    return ModelInferResponse(
-        model_name=model_name,
-        model_version=model_version,
-        id=request_id or "",
-        outputs=[
-            ModelInferResponse.InferOutputTensor(name=o.name, datatype=o.datatype, shape=list(o.data.shape))
-            for o in outputs
-        ],
-        raw_output_contents=[tensor_to_bytes(o.datatype, o.data) for o in outputs],
-    )
-
-
 def _array_of_size(name: str, shape: list[int], array: np.ndarray) -> np.ndarray:
     expected = math.prod(shape)
     if array.size != expected:
@@ -315,12 +344,12 @@ def _array_of_size(name: str, shape: list[int], array: np.ndarray) -> np.ndarray
     return array.reshape(shape)
 
 
-def encode_v2_rest(
-    model_name: str, model_version: str, request_id: str | None, outputs: list[Output], binary: set[str]
-) -> tuple[bytes, dict[str, str]]:
-    """The V2 response; outputs named in ``binary`` (or all, with "*") go as raw bytes after the JSON."""
+def encode_v2_rest(request: V2Request, response: InferenceResponse) -> tuple[bytes, dict[str, str]]:
+    """The V2 response; outputs the request asked as binary (or all, with "*") go as raw bytes
+    after the JSON, with the inference-header-content-length header."""
+    binary = request.binary_outputs
     specs, chunks = [], []
-    for out in outputs:
+    for out in response.outputs:
         spec = {"name": out.name, "datatype": out.datatype, "shape": list(out.data.shape)}
         if out.name in binary or "*" in binary:
             raw = tensor_to_bytes(out.datatype, out.data)
@@ -329,12 +358,12 @@ def encode_v2_rest(
         else:
             spec["data"] = out.data.ravel().tolist()
         specs.append(spec)
-    doc = {"model_name": model_name, "model_version": model_version, "outputs": specs}
-    if request_id is not None:
-        doc["id"] = request_id
+    doc = {"model_name": response.model_name, "model_version": response.model_version, "outputs": specs}
+    if request.id is not None:
+        doc["id"] = request.id
     header = orjson.dumps(doc)
     if not chunks:
-        return header, {"content-type": "application/json"}
+        return header, JSON_CONTENT
     return b"".join([header, *chunks]), {
         "content-type": "application/octet-stream",
         INFERENCE_HEADER_LENGTH: str(len(header)),

@@ -1,34 +1,79 @@
-"""One table from exception type to HTTP status and gRPC code, for both transports.
+"""Our exception types and the one table that maps each to an HTTP status, a gRPC code and an exit code.
 
-A client mistake is a 4xx / INVALID_ARGUMENT, a missing model 404 / NOT_FOUND, and only a real
-failure is 500 / INTERNAL. (KServe's gRPC interceptor maps its InferenceError to INVALID_ARGUMENT
-and costs a Python wrapper per call; our gRPC server uses this table instead.)
+Raise the type; never pick a status in model or protocol code. A client mistake is 4xx /
+INVALID_ARGUMENT, a missing model 404 / NOT_FOUND, and only a real failure is 500 / INTERNAL
+(KServe's gRPC interceptor maps every InferenceError to INVALID_ARGUMENT). gRPC codes are named
+here, not imported: this module is part of the core, which never imports grpc.
 """
 
-from grpc import StatusCode
-from kserve.errors import (
-    InvalidInput,
-    ModelNotFound,
-    ModelNotReady,
-    ServerNotLive,
-    ServerNotReady,
-    UnsupportedProtocol,
-)
+from __future__ import annotations
 
-STATUS = {
-    InvalidInput: (400, StatusCode.INVALID_ARGUMENT),
-    ModelNotFound: (404, StatusCode.NOT_FOUND),
-    ModelNotReady: (503, StatusCode.UNAVAILABLE),
-    ServerNotReady: (503, StatusCode.UNAVAILABLE),
-    ServerNotLive: (503, StatusCode.UNAVAILABLE),
-    NotImplementedError: (501, StatusCode.UNIMPLEMENTED),
-    UnsupportedProtocol: (501, StatusCode.UNIMPLEMENTED),
+from typing import NamedTuple
+
+
+class ModelServerError(Exception):
+    """Base of our errors; the message is what the client or operator reads."""
+
+
+class InvalidInput(ModelServerError):
+    """The request is malformed or does not fit the model: the client's to fix."""
+
+
+class RequestTooLarge(ModelServerError):
+    """The request is over a configured size limit."""
+
+
+class ModelNotFound(ModelServerError):
+    """No such model (or model version) is served."""
+
+
+class ModelNotReady(ModelServerError):
+    """The model exists but cannot answer now (not loaded yet, unloaded, or shutting down)."""
+
+
+class ArtifactError(ModelServerError):
+    """The model directory cannot be served; the message says why, in one line."""
+
+
+class SettingsError(ModelServerError):
+    """A flag or MODEL_SERVER_* environment variable has a value that cannot be used."""
+
+
+class Status(NamedTuple):
+    http: int
+    grpc: str  # a grpc.StatusCode name
+    exit_code: int  # for command-line front ends that stop on this error
+
+
+STATUS: dict[type[BaseException], Status] = {
+    InvalidInput: Status(400, "INVALID_ARGUMENT", 1),
+    RequestTooLarge: Status(413, "RESOURCE_EXHAUSTED", 1),
+    ModelNotFound: Status(404, "NOT_FOUND", 1),
+    ModelNotReady: Status(503, "UNAVAILABLE", 1),
+    # A model that cannot be loaded: a refused load (repository API) or exit 1 at start.
+    ArtifactError: Status(400, "FAILED_PRECONDITION", 1),
+    SettingsError: Status(400, "INVALID_ARGUMENT", 2),  # 2, as argparse exits on a bad flag
+    NotImplementedError: Status(501, "UNIMPLEMENTED", 1),
 }
-INTERNAL = (500, StatusCode.INTERNAL)
+INTERNAL = Status(500, "INTERNAL", 1)
 
 
-def status_of(exc: BaseException) -> tuple[int, StatusCode]:
-    for error_type, status in STATUS.items():
-        if isinstance(exc, error_type):
+def alias(foreign: type[BaseException], ours: type[BaseException]) -> None:
+    """Map another library's exception type (KServe's own InvalidInput, say) like one of ours."""
+    STATUS[foreign] = STATUS[ours]
+
+
+def status_of(exc: BaseException) -> Status:
+    for error_type in type(exc).__mro__:
+        status = STATUS.get(error_type)
+        if status is not None:
             return status
     return INTERNAL
+
+
+def describe(exc: BaseException) -> str:
+    """What the client is told: a client mistake as it is, a failure with its type (an
+    EOFError or a KeyError says little without it)."""
+    if status_of(exc) is INTERNAL:
+        return f"{type(exc).__name__}: {exc}"
+    return str(exc)

@@ -1,4 +1,4 @@
-"""gRPC transport: KServe's V2 service with ModelInfer decoded straight from protobuf.
+"""gRPC transport: KServe's V2 service, with ModelInfer decoded straight from protobuf into the seam.
 
 Why not KServe's ModelInfer: it converts every request into an InferRequest and back (slow), and
 malformed tensors fail inside that conversion with messages like "invalid content type". Why not
@@ -13,46 +13,64 @@ import functools
 import logging
 from concurrent import futures
 
-from grpc import aio
+from grpc import StatusCode, aio
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferResponse
 from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 
-from .codec import decode_v2_grpc, encode_v2_grpc
-from .errors import INTERNAL, status_of
-from .metrics import requests_counter
-from .model import ready_model
+from .codec import InferenceResponse, V2Request, decode_v2_grpc, tensor_to_bytes
+from .errors import INTERNAL, describe, status_of
+from .inference import infer
 
 logger = logging.getLogger(__name__)
 
 
 def _aborts_with_status(rpc):
-    """Turn an exception into the gRPC status from errors.STATUS, logging real failures."""
+    """Turn an exception into the gRPC status from errors.STATUS, logging real failures (those of
+    ModelInfer are logged by the seam)."""
 
     @functools.wraps(rpc)
     async def wrapper(self, request, context):
         try:
             return await rpc(self, request, context)
         except Exception as exc:
-            code = status_of(exc)[1]
-            if code == INTERNAL[1]:
+            status = status_of(exc)
+            if status is INTERNAL and rpc.__name__ != "ModelInfer":
                 logger.exception("gRPC %s failed", rpc.__name__)
-                await context.abort(code, f"{type(exc).__name__}: {exc}")
-            await context.abort(code, str(exc))
+            await context.abort(StatusCode[status.grpc], describe(exc))
 
     return wrapper
 
 
+def encode_v2_grpc(request: V2Request, response: InferenceResponse) -> ModelInferResponse:
+    """The ``ModelInferResponse``; tensors go as raw_output_contents, the compact encoding."""
+    outputs = response.outputs
+    return ModelInferResponse(
+        model_name=response.model_name,
+        model_version=response.model_version,
+        id=request.id or "",
+        outputs=[
+            ModelInferResponse.InferOutputTensor(name=o.name, datatype=o.datatype, shape=list(o.data.shape))
+            for o in outputs
+        ],
+        raw_output_contents=[tensor_to_bytes(o.datatype, o.data) for o in outputs],
+    )
+
+
 class SklearnInferenceServicer(InferenceServicer):
     async def ModelInfer(self, request, context):
-        try:
-            model = ready_model(self._data_plane.model_registry, request.model_name)
-            response, _ = await model(decode_v2_grpc(request), dict(context.invocation_metadata()))
-        except Exception as exc:
-            requests_counter("grpc", status_of(exc)[1].name).inc()
-            raise
-        requests_counter("grpc", "OK").inc()
-        return encode_v2_grpc(response.model_name, response.model_version, response.id, response.outputs)
+        async def read():
+            return decode_v2_grpc(request)
+
+        return await infer(
+            self._data_plane.model_registry,
+            request.model_name,
+            request.model_version or None,
+            read,
+            protocol="grpc",
+            encode=encode_v2_grpc,
+        )
 
 
 for _name in (

@@ -1,47 +1,20 @@
 """The model's input schema: turns decoded request data into the estimator's ``X``.
 
-Every client mistake is caught here and raised as ``kserve.errors.InvalidInput`` with a message
-that names the instance, feature or tensor at fault (HTTP 400 / gRPC INVALID_ARGUMENT). Stock
-KServe passes whatever it gets to ``predict`` and turns the resulting exception into a 500.
+Every client mistake is caught here and raised as ``InvalidInput`` with a message that names the
+instance, feature or tensor at fault (HTTP 400 / gRPC INVALID_ARGUMENT). Stock KServe passes
+whatever it gets to ``predict`` and turns the resulting exception into a 500.
 
 Because this check is complete (shape, types, NaN/inf), the estimator is then called with
-scikit-learn's own duplicate validation switched off (see ``model.py``).
+scikit-learn's own duplicate validation switched off (see ``predictor.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-from kserve.errors import InvalidInput
 
 from .codec import Tensor
-
-NUMERIC_DATATYPES = {
-    "BOOL",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "FP16",
-    "FP32",
-    "FP64",
-}
-FEATURE_DATATYPES = NUMERIC_DATATYPES | {"BYTES"}
-
-
-@dataclass(frozen=True)
-class Feature:
-    name: str
-    datatype: str = "FP64"
-
-    @property
-    def numeric(self) -> bool:
-        return self.datatype != "BYTES"
+from .errors import ArtifactError, InvalidInput
+from .metadata import Feature
 
 
 class InputSchema:
@@ -56,12 +29,12 @@ class InputSchema:
         self._index = {name: i for i, name in enumerate(self.names or [])}
 
     @classmethod
-    def for_estimator(cls, estimator, declared: list[dict] | None = None) -> InputSchema:
+    def for_estimator(cls, estimator, declared: tuple[Feature, ...] | None = None) -> InputSchema:
         n_features = getattr(estimator, "n_features_in_", None)
         if declared:
-            features = [_declared_feature(i, d) for i, d in enumerate(declared)]
+            features = list(declared)
             if n_features is not None and len(features) != n_features:
-                raise ValueError(
+                raise ArtifactError(
                     f"metadata declares {len(features)} features, the estimator was fitted on {n_features}"
                 )
         elif hasattr(estimator, "feature_names_in_"):
@@ -274,15 +247,6 @@ def _json_type(value) -> str:
     return {list: "a list", dict: "an object", str: "a string", bool: "a boolean"}.get(
         type(value), type(value).__name__
     )
-
-
-def _declared_feature(i: int, declared) -> Feature:
-    if not isinstance(declared, dict) or not isinstance(declared.get("name"), str):
-        raise ValueError(f"metadata features[{i}] must be an object with a string 'name'")
-    datatype = str(declared.get("datatype", "FP64")).upper()
-    if datatype not in FEATURE_DATATYPES:
-        raise ValueError(f"metadata features[{i}]: unknown datatype {datatype}")
-    return Feature(declared["name"], datatype)
 
 
 def _allows_nan(estimator) -> bool:

@@ -1,6 +1,7 @@
 """Model directories beyond the demo: bare sklearnserver-style files, pipelines with strings,
 regressors, broken artifacts, genuine model failures, and the loop staying free during predict."""
 
+import json
 import subprocess
 import sys
 import threading
@@ -12,7 +13,6 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, start_server
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from sklearn.compose import ColumnTransformer
@@ -20,11 +20,10 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from support.estimators import BlocksUntilFileExists, FailsOnNegative
 
 from model_server.artifact import write_metadata
-
-SUPPORT_ENV = {"PYTHONPATH": str(REPO / "tests")}  # lets the server unpickle tests/support estimators
+from tests.support.estimators import BlocksUntilFileExists, FailsOnNegative
+from tests.support.servers import SUPPORT_ENV, start_server
 
 
 def dump(model, directory, filename="model.joblib"):
@@ -145,7 +144,7 @@ def test_model_that_accepts_nan(tmp_path):
         (
             lambda d: (
                 dump(LinearRegression().fit([[1], [2]], [1, 2]), d)
-                and (d / "metadata.json").write_text('{"sha256": "00"}')
+                and (d / "metadata.json").write_text(json.dumps({"sha256": "0" * 64}))
                 and d
             ),
             "does not match",
@@ -218,8 +217,11 @@ def test_predict_runs_off_the_event_loop(tmp_path):
         assert done.wait(30) and result["response"].json() == {"predictions": [0]}
 
 
-def test_request_size_limit_is_413_and_configurable(demo_model_dir):
-    with start_server(demo_model_dir, "iris", "--max_request_bytes=1000") as served:
+@pytest.mark.parametrize(
+    "args,env", [(("--max_request_bytes=1000",), {}), ((), {"MODEL_SERVER_MAX_REQUEST_BYTES": "1000"})]
+)
+def test_request_size_limit_is_413_configurable_and_counted(demo_model_dir, args, env):
+    with start_server(demo_model_dir, "iris", *args, env=env) as served:
         url = f"{served.http_url}/v1/models/iris:predict"
         big = {"instances": [[5.1, 3.5, 1.4, 0.2]] * 100}
         response = httpx.post(url, json=big)
@@ -228,6 +230,8 @@ def test_request_size_limit_is_413_and_configurable(demo_model_dir):
         chunked = httpx.post(url, content=iter([b'{"instances": [', b"[1,2,3,4]," * 200, b"[1,2,3,4]]}"]))
         assert chunked.status_code == 413
         assert httpx.post(url, json={"instances": [[5.1, 3.5, 1.4, 0.2]]}).json() == {"predictions": [0]}
+        metrics = httpx.get(f"{served.http_url}/metrics").text
+        assert 'model_server_requests_total{code="413",protocol="v1"} 2.0' in metrics
 
 
 def test_readiness_follows_the_model(demo_model_dir):

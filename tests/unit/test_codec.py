@@ -6,20 +6,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from kserve.errors import InvalidInput
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
 from model_server.codec import (
     INFERENCE_HEADER_LENGTH,
     NUMPY_DTYPES,
+    InferenceResponse,
     Output,
+    V2Request,
     decode_v2_grpc,
     decode_v2_rest,
-    encode_v2_grpc,
     encode_v2_rest,
     tensor_from_json,
     tensor_to_bytes,
 )
+from model_server.errors import InvalidInput
+from model_server.grpc_server import encode_v2_grpc
 
 NUMERIC = [d for d in NUMPY_DTYPES if d != "BYTES"]
 
@@ -65,7 +67,8 @@ def test_rest_input_round_trip(datatype, data, binary):
 @given(datatype=st.sampled_from(list(NUMPY_DTYPES)), data=st.data(), binary=st.booleans())
 def test_rest_output_round_trip(datatype, data, binary):
     array = data.draw(arrays(datatype))
-    body, headers = encode_v2_rest("m", "3", "id-1", [Output("out", datatype, array)], {"out"} if binary else set())
+    request = V2Request("id-1", [], binary_outputs={"out"} if binary else set())
+    body, headers = encode_v2_rest(request, InferenceResponse("m", "3", [Output("out", datatype, array)]))
     n = int(headers.get(INFERENCE_HEADER_LENGTH, len(body)))
     doc = orjson.loads(body[:n])
     assert doc["model_name"] == "m" and doc["model_version"] == "3" and doc["id"] == "id-1"
@@ -104,7 +107,7 @@ def test_grpc_round_trip(datatype, data, raw):
     if datatype == "BYTES":  # gRPC BYTES arrive as bytes
         expected = np.array([v.encode() for v in array.ravel()], dtype=object).reshape(array.shape).tolist()
     assert tensor.data.shape == array.shape and tensor.data.tolist() == expected
-    response = encode_v2_grpc("m", "1", "r", [Output("o", datatype, array)])
+    response = encode_v2_grpc(V2Request("r", []), InferenceResponse("m", "1", [Output("o", datatype, array)]))
     assert list(response.outputs[0].shape) == list(array.shape)
     assert response.raw_output_contents[0] == tensor_to_bytes(datatype, array)
 

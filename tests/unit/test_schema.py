@@ -3,12 +3,13 @@
 import numpy as np
 import pandas as pd
 import pytest
-from kserve.errors import InvalidInput
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
 from model_server.codec import Tensor
-from model_server.schema import Feature, InputSchema
+from model_server.errors import ArtifactError, InvalidInput
+from model_server.metadata import Feature
+from model_server.schema import InputSchema
 
 NAMES = ["a", "b", "c"]
 
@@ -90,12 +91,10 @@ def test_schema_from_estimator_and_metadata():
     fitted = LogisticRegression().fit(X, [0, 1, 0, 1])
     schema = InputSchema.for_estimator(fitted)
     assert schema.names == ["x", "y"] and schema.numeric and not schema.allow_nan
-    declared = InputSchema.for_estimator(fitted, [{"name": "p", "datatype": "fp32"}, {"name": "q"}])
-    assert [f.datatype for f in declared.features] == ["FP32", "FP64"]
-    with pytest.raises(ValueError, match="declares 1 features"):
-        InputSchema.for_estimator(fitted, [{"name": "p"}])
-    with pytest.raises(ValueError, match="unknown datatype"):
-        InputSchema.for_estimator(fitted, [{"name": "p", "datatype": "FP99"}, {"name": "q"}])
+    declared = InputSchema.for_estimator(fitted, (Feature("p", "FP32"), Feature("q")))
+    assert declared.names == ["p", "q"] and [f.datatype for f in declared.features] == ["FP32", "FP64"]
+    with pytest.raises(ArtifactError, match="declares 1 features, the estimator was fitted on 2"):
+        InputSchema.for_estimator(fitted, (Feature("p"),))
     hgb = HistGradientBoostingClassifier(max_iter=2).fit(np.random.default_rng(0).normal(size=(20, 2)), [0, 1] * 10)
     unnamed = InputSchema.for_estimator(hgb)
     assert unnamed.names is None and unnamed.n_features == 2 and unnamed.allow_nan

@@ -1,0 +1,148 @@
+"""``Predictor``: one loaded model version, from a decoded request to its outputs.
+
+artifact (verified, unpickled) + input schema + engine + output types + a micro-batcher. Every
+front end predicts through it: the KServe model and the edge runtime call ``infer()`` (batched
+with concurrent requests), batch scoring calls ``predict_batch()`` on its own chunks.
+
+    infer(request)   V1Request / V2Request -> schema check -> X -> batcher -> predict_batch -> outputs
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from . import engines
+from .artifact import ModelArtifact
+from .batching import MicroBatcher
+from .codec import LABEL, PREDICT, PROBA, Output, V1Request, V2Request, datatype_of
+from .errors import ArtifactError, InvalidInput
+from .schema import InputSchema
+
+logger = logging.getLogger(__name__)
+
+
+class Predictor:
+    def __init__(
+        self,
+        artifact: ModelArtifact,
+        backend: str = "auto",
+        max_batch_size: int = 512,
+        max_batch_wait_ms: float = 0.0,
+        observe_predict_seconds: Callable[[float], None] | None = None,
+    ):
+        self.artifact = artifact
+        self.estimator = estimator = artifact.estimator
+        self.version = artifact.version
+        self.schema = InputSchema.for_estimator(estimator, artifact.metadata.features)
+        self.output_types = self._derive_output_types()
+        # What predicts: the estimator, or a faster twin that gives the same answers (engines.py).
+        self.engine = engines.engine_for(estimator, backend, self.schema.n_features, self.schema.numeric)
+        # One thread: predict calls never overlap, and batches grow while one runs.
+        executor = ThreadPoolExecutor(1, thread_name_prefix="predict", initializer=_quiet_sklearn)
+        self.batcher = MicroBatcher(
+            self.predict_batch,
+            executor,
+            max_batch_size,
+            max_batch_wait_ms / 1000,
+            inline_rows=getattr(self.engine, "inline_max_rows", 0),
+        )
+        self._observe_predict_seconds = observe_predict_seconds
+
+    @classmethod
+    def load(cls, model_dir: str | Path, **options) -> Predictor:
+        predictor = cls(ModelArtifact.load(model_dir), **options)
+        artifact = predictor.artifact
+        logger.info(
+            "loaded %s (%s, sha256 %s, version %s, %s features, predicting with %s)",
+            artifact.path,
+            type(predictor.estimator).__name__,
+            artifact.sha256[:12],
+            predictor.version,
+            predictor.schema.n_features,
+            type(predictor.engine).__name__ if predictor.engine is not predictor.estimator else "scikit-learn",
+        )
+        return predictor
+
+    def _derive_output_types(self) -> dict[str, dict]:
+        estimator = self.estimator
+        classes = getattr(estimator, "classes_", None)
+        if classes is None:
+            return {PREDICT: {"datatype": "FP64", "shape": [-1]}}
+        classes = np.asarray(classes)
+        labels = self.artifact.metadata.class_labels
+        if labels is not None and len(labels) != len(classes):
+            raise ArtifactError(f"metadata has {len(labels)} class_labels, the estimator has {len(classes)} classes")
+        self.class_labels = np.array([str(c) for c in (labels or classes)], dtype=object)
+        types = {
+            PREDICT: {"datatype": datatype_of(classes), "shape": [-1]},
+            LABEL: {"datatype": "BYTES", "shape": [-1]},
+        }
+        if hasattr(estimator, "predict_proba"):
+            types[PROBA] = {"datatype": "FP64", "shape": [-1, len(classes)]}
+        return types
+
+    # -- metadata ------------------------------------------------------------------------------
+
+    def inputs_metadata(self) -> list[dict]:
+        if self.schema.features:
+            return [{"name": f.name, "datatype": f.datatype, "shape": [-1]} for f in self.schema.features]
+        return [{"name": "input-0", "datatype": "FP64", "shape": [-1, self.schema.n_features or -1]}]
+
+    def outputs_metadata(self) -> list[dict]:
+        return [{"name": name, **spec} for name, spec in self.output_types.items()]
+
+    # -- predicting ----------------------------------------------------------------------------
+
+    async def infer(self, request: V1Request | V2Request) -> list[Output]:
+        """The requested outputs for a decoded request, predicted in a batch with concurrent ones."""
+        X, outputs = self.prepare(request)
+        start = time.perf_counter()
+        predictions = await self.batcher.predict(X, frozenset(outputs))
+        if self._observe_predict_seconds is not None:
+            self._observe_predict_seconds(time.perf_counter() - start)
+        return [Output(name, self.output_types[name]["datatype"], predictions[name]) for name in outputs]
+
+    def prepare(self, request: V1Request | V2Request) -> tuple[object, list[str]]:
+        """The checked ``X`` and the output names a request asks for."""
+        outputs = request.outputs or [PREDICT]
+        unknown = [name for name in outputs if name not in self.output_types]
+        if unknown:
+            raise request.unknown_outputs(unknown, type(self.estimator).__name__, list(self.output_types))
+        if isinstance(request, V2Request):
+            return self.schema.from_tensors(request.inputs), outputs
+        return self.schema.from_rows(request.instances), outputs
+
+    def predict_batch(self, X, outputs: frozenset) -> dict[str, np.ndarray]:
+        """The outputs for a whole batch: in the predict thread, or on the event loop when the
+        engine is that fast."""
+        engine = self.engine
+        try:
+            result = {}
+            if PREDICT in outputs or LABEL in outputs:
+                result[PREDICT] = np.asarray(engine.predict(X))
+            if LABEL in outputs:
+                index = np.searchsorted(self.estimator.classes_, result[PREDICT])
+                result[LABEL] = self.class_labels[index]
+            if PROBA in outputs:
+                result[PROBA] = np.asarray(engine.predict_proba(X), dtype=np.float64)
+            return result
+        except ValueError as exc:
+            # Shape and types were checked already; a ValueError left is about the values
+            # themselves (say, a category the fitted encoder has never seen): the client's to fix.
+            raise InvalidInput(f"the model rejected the input: {exc}") from exc
+
+
+def _quiet_sklearn() -> None:
+    """Predict-thread setup: our schema check already did scikit-learn's validation work."""
+    import sklearn
+
+    sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
+    # Estimators fitted on DataFrames warn on every ndarray call; the columns are in fit order.
+    warnings.filterwarnings("ignore", message="X does not have valid feature names")

@@ -1,0 +1,36 @@
+"""The line the core never crosses: no KServe and no transport library below it."""
+
+import subprocess
+import sys
+
+from tests.support.tools import REPO
+
+CORE = (
+    "artifact",
+    "batching",
+    "codec",
+    "engines",
+    "errors",
+    "inference",
+    "metadata",
+    "metrics",
+    "predictor",
+    "schema",
+    "settings",
+)
+# Plain ASGI routes: front ends without KServe (the edge runtime) serve them too.
+KSERVE_FREE_FRONT_ENDS = ("rest",)
+FORBIDDEN = ("kserve", "fastapi", "grpc", "uvicorn")
+
+
+def test_core_imports_no_kserve_and_no_transport():
+    modules = ", ".join(f"model_server.{name}" for name in (*CORE, *KSERVE_FREE_FRONT_ENDS))
+    code = f"import sys, {modules}; print(' '.join(m for m in {FORBIDDEN!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.split() == [], f"the core imported {result.stdout.split()}"
+
+
+def test_the_check_would_see_a_crossing():
+    code = "import sys, model_server.server; print('kserve' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.strip() == "True"

@@ -1,0 +1,107 @@
+"""The ASGI inference routes in-process (httpx over ASGI): decoding, the seam, encoding, pass-through."""
+
+import asyncio
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+
+from model_server.codec import INFERENCE_HEADER_LENGTH
+from model_server.inference import Models, ServedModel
+from model_server.rest import InferenceRoutes
+
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+
+
+class Downstream:
+    """The app behind the routes (KServe's, in the server): records what reaches it."""
+
+    def __init__(self):
+        self.seen = []
+
+    async def __call__(self, scope, receive, send):
+        message = await receive()
+        self.seen.append((scope["method"], scope["path"], message.get("body", b"")))
+        await send({"type": "http.response.start", "status": 299, "headers": []})
+        await send({"type": "http.response.body", "body": b"downstream"})
+
+
+@pytest.fixture
+def routes(iris_predictor):
+    return InferenceRoutes(Downstream(), Models(iris=ServedModel("iris", iris_predictor)), max_body_bytes=4096)
+
+
+def send(routes, method, path, **kwargs) -> httpx.Response:
+    async def go():
+        transport = httpx.ASGITransport(app=routes)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.request(method, path, **kwargs)
+
+    return asyncio.run(go())
+
+
+def test_v1_predict(routes):
+    response = send(routes, "POST", "/v1/models/iris:predict", json={"instances": ROWS})
+    assert response.status_code == 200 and response.json() == {"predictions": [0, 2]}
+
+
+def test_v1_body_read_as_json_whatever_the_content_type(routes):
+    body = orjson.dumps({"instances": ROWS, "parameters": {"labels": True}})
+    response = send(
+        routes,
+        "POST",
+        "/v1/models/iris:predict",
+        content=body,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.json() == {"predictions": [0, 2], "labels": ["setosa", "virginica"]}
+
+
+def test_v2_json_and_binary_outputs(routes):
+    request = {
+        "id": "r1",
+        "inputs": [{"name": "x", "datatype": "FP64", "shape": [2, 4], "data": ROWS}],
+        "outputs": [{"name": "label"}, {"name": "predict", "parameters": {"binary_data": True}}],
+    }
+    response = send(routes, "POST", "/v2/models/iris/versions/1/infer", json=request)
+    assert response.status_code == 200
+    n = int(response.headers[INFERENCE_HEADER_LENGTH])
+    header = orjson.loads(response.content[:n])
+    assert header["id"] == "r1" and header["model_version"] == "1"
+    label, predict = header["outputs"]
+    assert label["data"] == ["setosa", "virginica"] and predict["parameters"]["binary_data_size"] == 16
+    assert np.frombuffer(response.content[n:], dtype="<i8").tolist() == [0, 2]
+
+
+@pytest.mark.parametrize(
+    "path,body,status,message",
+    [
+        ("/v2/models/iris/versions/2/infer", {"inputs": []}, 404, "model iris has version 1, not 2"),
+        ("/v2/models/nope/infer", {"inputs": []}, 404, "Model with name nope does not exist."),
+        ("/v2/models/iris/infer", {"inputs": []}, 400, '"inputs" must be a non-empty list'),
+        ("/v1/models/iris:predict", {"instances": [[1]]}, 400, "has 1 features, the model expects 4"),
+        ("/v1/models/iris:predict", {"instances": [ROWS[0] * 300]}, 413, "request body exceeds 4096 bytes"),
+    ],
+)
+def test_errors_answered_with_their_status(routes, path, body, status, message):
+    response = send(routes, "POST", path, json=body)
+    assert response.status_code == status and message in response.json()["error"]
+    assert routes.app.seen == []
+
+
+def test_other_routes_pass_through_with_their_body(routes):
+    assert send(routes, "GET", "/v2/models/iris").status_code == 299
+    assert send(routes, "POST", "/v2/repository/models/iris/load", content=b"{}").status_code == 299
+    assert routes.app.seen == [("GET", "/v2/models/iris", b""), ("POST", "/v2/repository/models/iris/load", b"{}")]
+
+
+def test_cloudevents_go_to_the_app_behind(routes):
+    headers = {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "t", "ce-type": "t"}
+    response = send(routes, "POST", "/v1/models/iris:predict", json={"instances": ROWS}, headers=headers)
+    assert response.status_code == 299 and routes.app.seen[0][1] == "/v1/models/iris:predict"
+
+
+def test_pass_through_bodies_are_limited_too(routes):
+    response = send(routes, "POST", "/v2/repository/models/iris/load", content=b"x" * 5000)
+    assert response.status_code == 413 and routes.app.seen == []

@@ -1,0 +1,100 @@
+"""Settings: every field is a flag and a MODEL_SERVER_* variable; flags win; bad values name themselves."""
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from model_server.__main__ import parse_settings
+from model_server.settings import ModelSettings, ServerSettings, env_name
+from tests.support.tools import REPO
+
+# A valid value, different from the default, for every setting (as a string, as an env var holds it).
+OTHER_VALUES = {
+    "model_name": ("wine", "wine"),
+    "model_dir": ("/models/wine", "/models/wine"),
+    "backend": ("sklearn", "sklearn"),
+    "max_batch_size": ("64", 64),
+    "max_batch_wait_ms": ("2.5", 2.5),
+    "http_port": ("9000", 9000),
+    "grpc_port": ("9001", 9001),
+    "enable_grpc": ("false", False),
+    "max_request_bytes": ("1024", 1024),
+    "access_log": ("true", True),
+    "enable_latency_logging": ("yes", True),
+    "workers": ("1", 1),
+    "max_threads": ("8", 8),
+    "max_asyncio_workers": ("3", 3),
+    "enable_docs_url": ("on", True),
+    "access_log_format": ("%(h)s", "%(h)s"),
+    "event_loop": ("asyncio", "asyncio"),
+    "timeout_keep_alive": ("5", 5),
+    "ssl_certfile": ("/tls/cert.pem", "/tls/cert.pem"),
+    "ssl_keyfile": ("/tls/key.pem", "/tls/key.pem"),
+    "configure_logging": ("0", False),
+    "log_config_file": ("/etc/log.yaml", "/etc/log.yaml"),
+    "grpc_max_send_message_length": ("1000", 1000),
+    "grpc_max_receive_message_length": ("2000", 2000),
+}
+
+
+def test_every_setting_has_a_test_value():
+    assert set(OTHER_VALUES) == {f.name for f in dataclasses.fields(ServerSettings)}
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_VALUES))
+def test_each_variable_sets_its_setting(name):
+    raw, expected = OTHER_VALUES[name]
+    settings = ServerSettings.from_args([], environ={env_name(name): raw})
+    assert getattr(settings, name) == expected
+    others = {f.name for f in dataclasses.fields(ServerSettings)} - {name}
+    defaults = ServerSettings.from_args([], environ={})
+    assert all(getattr(settings, other) == getattr(defaults, other) for other in others)
+
+
+def test_flag_wins_over_variable_and_variable_over_default():
+    environ = {"MODEL_SERVER_MAX_BATCH_SIZE": "64"}
+    assert ServerSettings.from_args(["--max_batch_size", "8"], environ=environ).max_batch_size == 8
+    assert ServerSettings.from_args([], environ=environ).max_batch_size == 64
+    assert ServerSettings.from_args([], environ={}).max_batch_size == 512
+
+
+@pytest.mark.parametrize(
+    "argv,environ,message",
+    [
+        ([], {"MODEL_SERVER_MAX_BATCH_SIZE": "many"}, "MODEL_SERVER_MAX_BATCH_SIZE='many': invalid literal"),
+        ([], {"MODEL_SERVER_ACCESS_LOG": "maybe"}, "MODEL_SERVER_ACCESS_LOG='maybe': expected true or false"),
+        ([], {"MODEL_SERVER_BACKEND": "gpu"}, "MODEL_SERVER_BACKEND='gpu': expected one of auto, sklearn, onnx"),
+        (["--max_batch_size", "0"], {}, "--max_batch_size must be at least 1, got 0"),
+        (["--max_batch_wait_ms", "-1"], {}, "--max_batch_wait_ms must be at least 0"),
+        ([], {"MODEL_SERVER_WORKERS": "4"}, "--workers must be 1: run more replicas"),
+        (["--timeout-keep-alive", "-5"], {}, "--timeout-keep-alive must be at least 0"),
+    ],
+)
+def test_unusable_values_stop_with_a_message_naming_them(capsys, argv, environ, message):
+    with pytest.raises(SystemExit) as exit_:
+        ServerSettings.from_args(argv, environ=environ)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_settings_are_frozen():
+    settings = ModelSettings.from_args([], environ={})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.model_dir = "/elsewhere"
+
+
+def test_server_accepts_and_ignores_kserves_other_flags():
+    settings = parse_settings(["--predictor_host", "x:80", "--model_name", "iris", "--http_port", "1234"])
+    assert settings.model_name == "iris" and settings.http_port == 1234
+
+
+def test_help_lists_every_setting_with_its_variable():
+    result = subprocess.run(
+        [sys.executable, "-m", "model_server", "--help"], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    text = " ".join(result.stdout.split())
+    for field in dataclasses.fields(ServerSettings):
+        assert env_name(field.name) in text, field.name
+    assert "--predictor_host" not in text  # accepted for KServe's sake, meaningless here
