@@ -6,7 +6,7 @@ MODEL_DIR ?= models/iris
 HTTP_PORT ?= 8080
 GRPC_PORT ?= 8081
 
-.PHONY: venv demo-model run test
+.PHONY: venv demo-model run test lint
 
 venv: $(VENV)/.installed
 
@@ -30,8 +30,13 @@ run: venv demo-model
 
 # Tests that need a tool this machine lacks (a container engine, helm) skip and name it;
 # `tools` installs helm and checkov locally, scripts/prepare-podman.sh readies Podman.
-test: venv tools
+test: venv tools lint
 	$(PYTHON) -m pytest
+
+# ruff (config in pyproject.toml): lint and formatting, as CI checks them.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Whole workflow on a local kind cluster (see README "Local kind cluster"), e.g.
 #   make kind-e2e KIND_E2E_ARGS="--mode knative --keep"    or    KIND_E2E_ARGS=--dry-run

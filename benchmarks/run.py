@@ -7,7 +7,7 @@ Every round starts each server in turn (only the server under test runs),
 records its cold start and RSS, checks one response, warms it up and measures
 it; rounds alternate A B C A B C and the report shows the median of rounds.
 Results go to benchmarks/results/latest.{json,md,png}; the markdown tables are
-also printed, and --update-readme puts them into README.md's Performance section.
+also printed, and --update-readme puts them into benchmarks/README.md.
 """
 
 import argparse
@@ -92,7 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory for latest.{json,md,png}")
     parser.add_argument(
-        "--update-readme", action="store_true", help="also put the markdown tables into README.md's Performance section"
+        "--update-readme", action="store_true", help="also put the markdown tables into benchmarks/README.md"
     )
     args = parser.parse_args(argv)
     quick = args.quick
@@ -325,7 +325,7 @@ def main(argv=None) -> None:
     markdown = report.render_markdown(results)
     sys.stdout.write(markdown)
     if args.update_readme:
-        report.update_readme(REPO_ROOT / "README.md", markdown)
+        report.update_readme(REPO_ROOT / "benchmarks" / "README.md", markdown)
     log("wrote " + ", ".join(str(p) for p in paths.values()))
 
 

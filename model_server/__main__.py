@@ -12,7 +12,7 @@ import sys
 import warnings
 
 if __name__ == "__main__":
-    # Startup allocates ~10^6 objects that live as long as the process (KServe, scikit-learn,
+    # Startup allocates about a million objects that live as long as the process (KServe, scikit-learn,
     # pandas, the model); the collector would walk them again and again while they load.
     # SklearnModelServer freezes them and turns the collector on before serving.
     gc.disable()

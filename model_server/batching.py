@@ -1,8 +1,7 @@
 """Adaptive micro-batching: concurrent requests share one estimator call.
 
-scikit-learn's per-call overhead dwarfs its per-row cost (logistic regression: ~90 us for one
-row, ~0.1 us per row in bulk; a 100-tree forest: ~5 ms for one row), so rows that arrive while
-the estimator is busy are queued and predicted together in the next call. Batches are predicted
+scikit-learn's per-call overhead dwarfs its per-row cost (figures in docs/architecture.md), so
+rows that arrive while the estimator is busy are queued and predicted together in the next call. Batches are predicted
 in one thread, or on the event loop when the engine says a batch that small costs microseconds
 (see engines.py). At low load a request is predicted at once (no added wait unless
 ``max_wait_s`` is set); under load batches grow up to ``max_rows``.

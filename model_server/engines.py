@@ -3,12 +3,12 @@
 scikit-learn spends far more per call on bookkeeping than on arithmetic, and micro-batching only
 divides that cost by the batch size:
 
-- A logistic regression takes ~90 us per ``predict`` call whatever the rows, ~2 us of it the
-  product with ``coef_``; the rest is input validation (array-API and dataframe detection,
-  ``check_array``) that our schema check has already done. ``LinearEngine`` computes scikit-learn's
-  own decision formula from the fitted ``coef_``/``intercept_`` without it.
-- A 100-tree forest takes ~4.5 ms for one row or for sixty-four (a Python call per tree). The same
-  forest converted by skl2onnx runs in ONNX Runtime in ~10 us for one row (``OnnxEngine``, needs
+- A logistic regression's ``predict`` call costs the same whatever the rows, and nearly all of it
+  is input validation (array-API and dataframe detection, ``check_array``) that our schema check
+  has already done. ``LinearEngine`` computes scikit-learn's own decision formula from the fitted
+  ``coef_``/``intercept_`` without it.
+- A forest costs a Python call per tree, for one row as for sixty-four. The same forest converted
+  by skl2onnx runs in ONNX Runtime in a tiny fraction of that (``OnnxEngine``, needs
   ``pip install model-server[onnx]``).
 
 A twin is used only if it gives the estimator's answers on a parity sample of numeric rows;
@@ -16,13 +16,13 @@ otherwise the server says why and keeps scikit-learn. ``--backend``:
 
 - ``auto`` (default): ``LinearEngine`` for a logistic regression, ``OnnxEngine`` for a scikit-learn
   ensemble (forests, boosting, bagging) when ONNX Runtime is installed, the estimator otherwise.
-  Linear models are not sent to ONNX here: importing the converter costs ~1 s of cold start.
+  Linear models are not sent to ONNX here: importing the converter would lengthen cold start.
 - ``onnx``: ``OnnxEngine`` for every classifier over numeric features that converts.
 - ``sklearn``: always the estimator's own methods.
 
 ONNX computes in float32; scikit-learn's trees split on float32 values too, so tree models agree
-exactly, and linear models agree to ~1e-7 in probabilities. ``LinearEngine`` computes in float64
-exactly as scikit-learn does.
+exactly, and linear models agree to float32 precision in probabilities. ``LinearEngine`` computes
+in float64 exactly as scikit-learn does. (Figures: docs/architecture.md.)
 """
 
 from __future__ import annotations

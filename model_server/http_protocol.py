@@ -9,9 +9,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     """Uvicorn's httptools protocol, writing each response to the socket once.
 
     Uvicorn writes the status line and headers, then the body, each with its own send() syscall;
-    for a small inference response the two syscalls are about a third of the event loop's time.
-    Writes are gathered until the end of the loop iteration and sent together: +8% single-row
-    req/s on this machine.
+    for a small inference response the two syscalls are a large share of the event loop's time.
+    Writes are gathered until the end of the loop iteration and sent together (the gain is in
+    benchmarks/README.md).
     """
 
     def connection_made(self, transport) -> None:
