@@ -33,12 +33,12 @@ run: venv demo-model
 test: venv tools
 	$(PYTHON) -m pytest
 
-# Whole workflow on a local kind cluster (see README "Local kind cluster"), e.g.
+# Whole workflow on a local kind cluster (see docs/kind.md), e.g.
 #   make kind-e2e KIND_E2E_ARGS="--mode knative --keep"    or    KIND_E2E_ARGS=--dry-run
 KIND_E2E_ARGS ?=
 .PHONY: kind-e2e
 kind-e2e: venv
-	PYTHON=$(abspath $(PYTHON)) bash scripts/kind-e2e.sh $(KIND_E2E_ARGS)
+	$(PYTHON) scripts/kind_e2e.py $(KIND_E2E_ARGS)
 
 # Side-by-side benchmark vs stock KServe and MLServer (see README "Performance"), ~15 min; e.g.
 #   make bench BENCH_ARGS=--quick    or    BENCH_ARGS="--server-arg=--backend=onnx"
