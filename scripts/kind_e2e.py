@@ -104,6 +104,8 @@ OPTIONS = (
     ),
 )
 
+CHOICES = {"mode": ("standard", "knative"), "deploy": ("helm", "kustomize"), "engine": ("docker", "podman")}
+
 USAGE_HEAD = """\
 Usage: scripts/kind_e2e.py [options]
 
@@ -180,14 +182,10 @@ def parse_args(argv: Sequence[str]) -> Options:
             values[attribute(arg)] = args.pop(0)
 
     defaults = Options()
-    for name, allowed in (
-        ("mode", "standard or knative"),
-        ("deploy", "helm or kustomize"),
-        ("engine", "docker or podman"),
-    ):
+    for name, choices in CHOICES.items():
         value = values.get(name, getattr(defaults, name))
-        if value not in allowed.split(" or "):
-            raise UsageError(f"--{name} must be {allowed}, not '{value}'")
+        if value not in choices:
+            raise UsageError(f"--{name} must be {' or '.join(choices)}, not '{value}'")
     for spec in dataclasses.fields(Options):
         if spec.type is int and spec.name in values:
             if not re.fullmatch(r"[0-9]+", str(values[spec.name])):

@@ -422,6 +422,53 @@ def test_poll_asks_until_done_or_out_of_time():
     assert asked == [10, 20, 30]
 
 
+def split_client(tmp_path: Path, *answers: tuple[int, str]) -> Path:
+    """A stand-in for `smoke_test.py split` giving ANSWERS (status, output) in turn, then the last one again."""
+    for i, (status, output) in enumerate(answers, 1):
+        (tmp_path / f"split.{i}.out").write_text(output)
+        (tmp_path / f"split.{i}.status").write_text(str(status))
+    script = tmp_path / "split"
+    script.write_text(
+        f"#!/bin/sh\ncd {tmp_path}\nn=$(( $(cat split.count 2>/dev/null || echo 0) + 1 )); echo $n > split.count\n"
+        f"[ $n -gt {len(answers)} ] && n={len(answers)}\ncat split.$n.out; exit $(cat split.$n.status)\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+@pytest.fixture
+def instant_poll(monkeypatch):
+    """poll() on a clock that moves only when it sleeps."""
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    real = kind_e2e.poll
+    monkeypatch.setattr(kind_e2e, "poll", lambda *a, **kw: real(*a, **kw, sleep=sleep, clock=lambda: now[0]))
+    return now
+
+
+def test_a_real_split_is_measured_again_while_the_share_is_off(tmp_path, instant_poll, capsys):
+    off = (kind_e2e.SPLIT_MISMATCH, "model_version 1: 200/200 (100.0%)\n")
+    on = (0, "model_version 1: 160/200 (80.0%)\nmodel_version 2: 40/200 (20.0%)\nsplit ok\n")
+    run = kind_e2e.Run(Options(), python="unused")
+    run.smoke = [str(split_client(tmp_path, off, off, on))]
+    assert kind_e2e.measure_split(run, "2=20", 10, 60) == 0
+    assert run.split_report == "model_version 1: 160/200 (80.0%) model_version 2: 40/200 (20.0%) "
+    out = capsys.readouterr().out
+    assert out.count("kind-e2e: share not there yet: model_version 1: 200/200 (100.0%) ") == 2
+    assert out.endswith("split ok\n") and instant_poll[0] == 10
+
+
+def test_a_real_split_that_stays_off_gives_up_after_its_time(tmp_path, instant_poll):
+    run = kind_e2e.Run(Options(), python="unused")
+    run.smoke = [str(split_client(tmp_path, (kind_e2e.SPLIT_MISMATCH, "model_version 1: 200/200\n")))]
+    assert kind_e2e.measure_split(run, "2=20", 10, 60) == kind_e2e.SPLIT_MISMATCH
+    assert instant_poll[0] == 60
+    assert (tmp_path / "split.count").read_text().strip() == "13"  # once, then every 5s for 60s
+
+
 # ------------------------------------------------- the CLI (subprocesses) --
 
 
