@@ -38,21 +38,21 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Whole workflow on a local kind cluster (see README "Local kind cluster"), e.g.
+# Whole workflow on a local kind cluster (see docs/kind.md), e.g.
 #   make kind-e2e KIND_E2E_ARGS="--mode knative --keep"    or    KIND_E2E_ARGS=--dry-run
 KIND_E2E_ARGS ?=
 .PHONY: kind-e2e
 kind-e2e: venv
-	PYTHON=$(abspath $(PYTHON)) bash scripts/kind-e2e.sh $(KIND_E2E_ARGS)
+	$(PYTHON) scripts/kind_e2e.py $(KIND_E2E_ARGS)
 
-# Side-by-side benchmark vs stock KServe and MLServer (see README "Performance"), ~15 min; e.g.
+# Side-by-side benchmark vs stock KServe and MLServer (see benchmarks/README.md), ~15 min; e.g.
 #   make bench BENCH_ARGS=--quick    or    BENCH_ARGS="--server-arg=--backend=onnx"
 BENCH_ARGS ?=
 .PHONY: bench
 bench: venv
 	$(PYTHON) -m benchmarks.run $(BENCH_ARGS)
 
-# Container image (see README "Container image"); where no registry is reachable:
+# Container image (see docs/container.md); where no registry is reachable:
 #   scripts/prepare-podman.sh && make image IMAGE_BASE=localhost/debian-python:bookworm
 IMAGE_TAG ?= model-server:dev
 IMAGE_BASE ?= python:3.11-slim
@@ -60,7 +60,7 @@ IMAGE_BASE ?= python:3.11-slim
 image:
 	bash scripts/build-image.sh --tag $(IMAGE_TAG) --base-image $(IMAGE_BASE)
 
-# helm, kubectl (if absent) and checkov into .tools/ (see README "Deploy on Kubernetes").
+# helm, kubectl (if absent) and checkov into .tools/ (see docs/kubernetes.md).
 .PHONY: tools
 tools:
 	bash scripts/install-tools.sh

@@ -2,7 +2,7 @@
 """Smoke-test a running model server by URL: V1 REST, V2 REST and V2 gRPC.
 
 The same client runs against a local server in `make test` and against a kind
-cluster through `kubectl port-forward` in scripts/kind-e2e.sh.
+cluster through `kubectl port-forward` in scripts/kind_e2e.py.
 
   check  V1 predict, V2 health/metadata/infer and (with --grpc) V2 gRPC infer,
          validating every answer against the demo iris model

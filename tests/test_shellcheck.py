@@ -13,7 +13,7 @@ SCRIPTS = sorted(REPO.glob("scripts/*.sh")) + [p for p in [REPO / ".ci" / "run"]
 
 
 def test_the_project_has_shell_scripts():
-    assert REPO / "scripts" / "kind-e2e.sh" in SCRIPTS
+    assert REPO / "scripts" / "build-image.sh" in SCRIPTS
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))

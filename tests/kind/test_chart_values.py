@@ -1,6 +1,6 @@
-"""The Helm values that scripts/kind-e2e.sh passes, rendered by the real chart.
+"""The Helm values that scripts/kind_e2e.py passes, rendered by the real chart.
 
-The plan's `helm upgrade` commands are taken from the dry run and replayed as
+The plan's `helm upgrade` commands (`kind_e2e.plan`) are replayed as
 `helm template` (with --reuse-values, each upgrade keeps the earlier values), so
 a value the chart does not know or renders differently fails here, not on a
 user's kind cluster.
@@ -8,10 +8,10 @@ user's kind cluster.
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 from pathlib import Path
 
+import kind_e2e
 import pytest
 import yaml
 
@@ -23,18 +23,9 @@ DEMO_V2_ARGS = ["--model_dir=/opt/model-server/demo-v2"]
 
 def model_upgrades(mode: str) -> dict[str, list[str]]:
     """The --set arguments of the plan's install, canary and promote commands."""
-    plan = subprocess.run(
-        ["bash", str(REPO / "scripts" / "kind-e2e.sh"), "--dry-run", "--mode", mode],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    chart_commands = [
-        shlex.split(line[2:])
-        for line in plan.splitlines()
-        if line.startswith("+ helm") and "charts/model-server" in line
-    ]
+    chart = str(REPO / "charts" / "model-server")
+    plan = kind_e2e.plan(kind_e2e.parse_args(["--mode", mode]))
+    chart_commands = [command.argv for command in plan if command.argv[0] == "helm" and chart in command.argv]
     assert len(chart_commands) == 3, chart_commands
     return {
         name: [arg for i, value in enumerate(argv) if argv[i - 1] == "--set" for arg in ("--set", value)]

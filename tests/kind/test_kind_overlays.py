@@ -5,10 +5,10 @@ Rendered with the real `kubectl kustomize`; no cluster is needed for that.
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 
+import kind_e2e
 import pytest
 import yaml
 
@@ -53,10 +53,7 @@ def test_kind_overlay_builds_on_the_project_overlay_with_the_kind_image(overlay,
 
 
 def test_kind_image_matches_the_script_default():
-    help_text = subprocess.run(
-        ["bash", str(REPO / "scripts" / "kind-e2e.sh"), "--help"], capture_output=True, text=True, check=True
-    ).stdout
-    default = re.search(r"--image IMAGE .*\[(.+?)\]", help_text).group(1)
+    default = kind_e2e.Options().image
     component = yaml.safe_load((KIND_OVERLAYS / "components" / "kind-image" / "kustomization.yaml").read_text())
     (image,) = component["images"]
     assert f"{image['newName']}:{image['newTag']}" == default
