@@ -1,14 +1,41 @@
 {{/* The predictor spec: pod-level fields and the implementation, for the stable and the canary version. */}}
 
-{{/* Pod-level fields shared by the stable and the canary predictor. */}}
+{{/*
+Pod-level fields shared by the stable and the canary predictor. labels and
+annotations are the predictor's own fields: KServe puts them on the predictor
+pods only (not on the InferenceService, its transformer or explainer).
+*/}}
 {{- define "model-server.predictorPod" -}}
 automountServiceAccountToken: false
+{{- with .Values.serviceAccountName }}
+serviceAccountName: {{ . }}
+{{- end }}
+{{- with .Values.podLabels }}
+labels:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.podAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- with .Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- with .Values.podSecurityContext }}
 securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 volumes:
