@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import missing_tool
 
 from benchmarks import loadgen
 from benchmarks.run import Scenario, check_one_response
@@ -23,11 +24,12 @@ from benchmarks.workloads import (
     rest_path,
 )
 
-pytestmark = pytest.mark.skipif(
-    bool(loadgen.missing_tools()),
-    reason=f"load generator(s) not installed: {', '.join(loadgen.missing_tools())} "
-    "(apt-get install wrk nghttp2-client)",
-)
+
+@pytest.fixture(scope="module", autouse=True)
+def load_generators():
+    if loadgen.missing_tools():
+        missing = ", ".join(loadgen.missing_tools())
+        missing_tool(f"load generator(s) not installed: {missing} (apt-get install wrk nghttp2-client)")
 
 
 @pytest.fixture(scope="module")
