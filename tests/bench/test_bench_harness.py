@@ -22,12 +22,14 @@ from benchmarks.workloads import (
     request_body,
     rest_path,
 )
+from tests.support.tools import missing_tool
 
-pytestmark = pytest.mark.skipif(
-    bool(loadgen.missing_tools()),
-    reason=f"load generator(s) not installed: {', '.join(loadgen.missing_tools())} "
-    "(apt-get install wrk nghttp2-client)",
-)
+
+@pytest.fixture(scope="module", autouse=True)
+def load_generators():
+    if loadgen.missing_tools():
+        missing = ", ".join(loadgen.missing_tools())
+        missing_tool(f"load generator(s) not installed: {missing} (apt-get install wrk nghttp2-client)")
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from .kserve_rules import violations
 from .rendering import CHART, CI_VALUES, helm_template, helm_template_error, kinds, one, run
@@ -60,6 +61,7 @@ def test_ci_covers_every_supported_combination():
         "custom-container-values",
         "other-format-values",
         "monitoring-values",
+        "scheduling-values",
     }
 
 
@@ -109,6 +111,52 @@ def test_hardening_reaches_the_serving_container_and_the_pod(helm):
     assert stable["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     assert stable["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
     assert stable["automountServiceAccountToken"] is False
+
+
+SCHEDULING_VALUES = CHART / "ci" / "scheduling-values.yaml"
+# The values that go to the predictor pods, by the predictor field KServe reads them from.
+POD_FIELDS = {
+    "serviceAccountName": "serviceAccountName",
+    "podLabels": "labels",
+    "podAnnotations": "annotations",
+    "nodeSelector": "nodeSelector",
+    "tolerations": "tolerations",
+    "affinity": "affinity",
+}
+
+
+def predictors_of(isvc: dict) -> list[dict]:
+    """The stable predictor and every Standard-mode canary predictor."""
+    return [isvc["spec"]["predictor"]] + [c["predictor"] for c in isvc["spec"].get("canary", [])]
+
+
+def test_defaults_set_no_scheduling_fields(helm):
+    for predictor in predictors_of(isvc_of(helm_template(helm, "--set", "canary.enabled=true"))):
+        assert sorted(set(POD_FIELDS.values()) & set(predictor)) == []
+        assert predictor["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize(
+    "extra, predictors",
+    [
+        ([], 2),  # Standard: the stable predictor and spec.canary's
+        (KNATIVE, 1),  # Knative: the predictor is the canary revision
+        (["--set", "canary.enabled=false", "--set", "customContainer.enabled=true"], 1),
+    ],
+    ids=["standard-canary", "knative-canary", "custom-container"],
+)
+def test_scheduling_values_land_on_every_predictor_pod(helm, schema_validator, extra, predictors):
+    values = yaml.safe_load(SCHEDULING_VALUES.read_text())
+    isvc = isvc_of(helm_template(helm, "-f", str(SCHEDULING_VALUES), *extra))
+    assert schema_validator.validate(isvc) == []
+    assert len(predictors_of(isvc)) == predictors
+    for predictor in predictors_of(isvc):
+        assert {value: predictor[field] for value, field in POD_FIELDS.items()} == {k: values[k] for k in POD_FIELDS}
+        # A service account, but still no API token in the pod.
+        assert predictor["automountServiceAccountToken"] is False
+    # Pod metadata only: the InferenceService's own would reach every component.
+    assert set(values["podAnnotations"]).isdisjoint(isvc["metadata"]["annotations"])
+    assert set(values["podLabels"]).isdisjoint(isvc["metadata"]["labels"])
 
 
 def test_hpa_values(helm):
@@ -358,6 +406,16 @@ def test_helm_test_pod_sends_a_v2_request_to_the_predictor(helm):
         (["--set", "model.name=Iris_Model"], "'/model/name'"),
         (["--set", "autoscaling.kpa.metric=latency"], "'/autoscaling/kpa/metric'"),
         (["--set", "replicas=3"], "additional properties 'replicas' not allowed"),
+        (["--set", "nodeSelector.disk=1"], "'/nodeSelector/disk': got number, want string"),
+        (["--set", "podAnnotations.replicas=3"], "'/podAnnotations/replicas': got number, want string"),
+        (["--set", "podLabels.team=-ml-"], "'/podLabels/team': '-ml-' does not match pattern"),
+        (["--set", "podLabels.a b=x"], "invalid propertyName 'a b'"),
+        (["--set", "serviceAccountName=Model_SA"], "'/serviceAccountName': 'Model_SA' does not match pattern"),
+        (["--set", "tolerations[0].operator=Exist"], "'/tolerations/0/operator': value must be one of"),
+        (["--set", "tolerations[0].operator=Exists,tolerations[0].value=x"], "'/tolerations/0/value'"),
+        (["--set", "tolerations[0].effect=NoRun"], "'/tolerations/0/effect': value must be one of"),
+        (["--set", "tolerations[0].taint=x"], "additional properties 'taint' not allowed"),
+        (["--set", "affinity.nodeSelector.x=y"], "'/affinity': additional properties 'nodeSelector' not allowed"),
     ],
 )
 def test_schema_rejects_bad_values(helm, values, expected):

@@ -1,0 +1,56 @@
+{{/* The server container: what our ServingRuntime and the custom container share, and its hardening. */}}
+
+{{/* The server's flags after --model_name (shared by our runtime and the custom container). */}}
+{{- define "model-server.serverArgs" -}}
+- --model_dir=/mnt/models
+- --http_port=8080
+- --grpc_port=8081
+{{- end }}
+
+{{/*
+Ports and probes of the server container. Standard mode exposes REST (http1)
+and gRPC (h2c, the name KServe needs for gRPC); Knative allows one port, so
+there gRPC (model.protocolVersion grpc-v2) replaces REST and the HTTP probes.
+*/}}
+{{- define "model-server.serverPortsAndProbes" -}}
+{{- $grpcOnly := and (eq .Values.deploymentMode "Knative") (eq .Values.model.protocolVersion "grpc-v2") -}}
+ports:
+  {{- if not $grpcOnly }}
+  - name: http1
+    containerPort: 8080
+    protocol: TCP
+  {{- end }}
+  {{- if or $grpcOnly (eq .Values.deploymentMode "Standard") }}
+  - name: h2c
+    containerPort: 8081
+    protocol: TCP
+  {{- end }}
+{{- if not $grpcOnly }}
+readinessProbe:
+  httpGet:
+    path: /v2/health/ready
+    port: 8080
+  periodSeconds: 5
+livenessProbe:
+  httpGet:
+    path: /v2/health/live
+    port: 8080
+  periodSeconds: 10
+  failureThreshold: 6
+{{- end }}
+{{- end }}
+
+{{/* Resources and the hardened securityContext, on whichever container serves. */}}
+{{- define "model-server.containerHardening" -}}
+{{- with .Values.resources }}
+resources:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.securityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+volumeMounts:
+  - name: tmp
+    mountPath: /tmp
+{{- end }}

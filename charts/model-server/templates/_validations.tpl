@@ -1,0 +1,13 @@
+{{/* Rules values.schema.json cannot express (they compare two values). */}}
+{{- define "model-server.validate" -}}
+{{- $a := .Values.autoscaling -}}
+{{- if lt (int $a.maxReplicas) (int $a.minReplicas) }}
+{{- fail (printf "autoscaling.maxReplicas (%d) must be >= autoscaling.minReplicas (%d)" (int $a.maxReplicas) (int $a.minReplicas)) }}
+{{- end }}
+{{- if and .Values.canary.enabled .Values.customContainer.enabled (eq .Values.deploymentMode "Standard") }}
+{{- fail "a Standard-mode canary needs a model predictor: set customContainer.enabled=false (or use Knative mode)" }}
+{{- end }}
+{{- if and .Values.canary.enabled (eq .Values.deploymentMode "Standard") (gt (int .Values.canary.replicas) (max 1 (int $a.minReplicas))) }}
+{{- fail (printf "canary.replicas (%d) must not exceed the stable predictor's minReplicas (%d): KServe rejects it" (int .Values.canary.replicas) (max 1 (int $a.minReplicas))) }}
+{{- end }}
+{{- end }}
