@@ -38,6 +38,12 @@ COPY README.md ./
 COPY model_server ./model_server
 RUN /opt/venv/bin/pip install --no-deps .
 
+# Libraries the served models need beyond scikit-learn (XGBoost, LightGBM, a package of your
+# own estimators): pip requirement specifiers, space-separated, e.g. "lightgbm==4.6.0".
+ARG EXTRA_PACKAGES=""
+# hadolint ignore=DL3013,SC2086
+RUN if [ -n "$EXTRA_PACKAGES" ]; then /opt/venv/bin/pip install $EXTRA_PACKAGES; fi
+
 # Demo models, trained now so the final stage needs no training: v1 is what the image serves
 # by default, v2 is for canary demos (the kind workflow points a second revision at it).
 RUN /opt/venv/bin/python -m model_server.demo /export/mnt/models \
@@ -89,6 +95,13 @@ LABEL org.opencontainers.image.title="model-server" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"
+
+# libgomp: the OpenMP runtime that LightGBM and XGBoost load (scikit-learn carries its own copy);
+# without it a model of theirs cannot load even with --extra-packages.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 
 # UID 1000, no home: the root filesystem may be read-only, /tmp is the only place written to.
 RUN id -u 1000 > /dev/null 2>&1 \

@@ -31,11 +31,19 @@ PredictFn = Callable[[object, frozenset], Predictions]
 
 class MicroBatcher:
     def __init__(
-        self, predict: PredictFn, executor: Executor, max_rows: int = 512, max_wait_s: float = 0.0, inline_rows: int = 0
+        self,
+        predict: PredictFn,
+        executor: Executor,
+        max_rows: int = 512,
+        max_wait_s: float = 0.0,
+        inline_rows: int = 0,
+        inline_ok: Callable[[object], bool] | None = None,
     ):
         self._predict = predict
         self._executor = executor
-        self.inline_rows = inline_rows  # batches up to this size are predicted on the event loop
+        # Batches up to inline_rows (and that inline_ok accepts, if given) run on the event loop.
+        self.inline_rows = inline_rows
+        self._inline_ok = inline_ok
         self.max_rows = max(1, max_rows)
         self.max_wait_s = max(0.0, max_wait_s)
         self._queue: deque[tuple[object, int, frozenset, asyncio.Future]] = deque()
@@ -79,7 +87,8 @@ class MicroBatcher:
         outputs = frozenset().union(*(item[2] for item in batch))
         BATCH_ROWS.observe(len(X))
         try:
-            if len(X) <= self.inline_rows:  # microseconds of work: cheaper than a thread handoff
+            if len(X) <= self.inline_rows and (self._inline_ok is None or self._inline_ok(X)):
+                # microseconds of work: cheaper than a thread handoff
                 predictions = self._predict(X, outputs)
             else:
                 predictions = await loop.run_in_executor(self._executor, self._predict, X, outputs)

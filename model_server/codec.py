@@ -13,6 +13,7 @@ inference-header-content-length header is missing"), and turns malformed tensors
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from dataclasses import dataclass, field
@@ -93,10 +94,16 @@ class InferenceResponse:
 
 
 def loads_json(body: bytes) -> object:
+    """orjson, and only where it fails, Python's json: it also reads the NaN, Infinity and
+    -Infinity tokens that Python's and tritonclient's encoders write (not JSON, but what clients
+    send for missing values). The common path pays nothing for it."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            raise InvalidInput(f"request body is not valid JSON: {exc}") from None
 
 
 # -- V1 ---------------------------------------------------------------------------------------
@@ -213,6 +220,8 @@ def tensor_from_json(name: str, datatype: str, shape: list[int], data: object) -
         family = datatype.rstrip("0123456789")
         if datatype == "UINT64" and array.dtype.kind == "f":
             array = _exact_uint64(data, array)
+        if family == "FP" and array.dtype.kind == "O":
+            array = _nulls_as_nan(data, array)
         if array.size and array.dtype.kind not in ACCEPTED_KINDS[family]:
             found = {"U": "strings", "O": "null, nested or mixed values", "f": "fractional numbers", "b": "booleans"}
             raise InvalidInput(
@@ -224,6 +233,15 @@ def tensor_from_json(name: str, datatype: str, shape: list[int], data: object) -
                 raise InvalidInput(f"input '{name}' is {datatype}: its values must lie in [{limits.min}, {limits.max}]")
         array = array.ravel().astype(NUMPY_DTYPES[datatype], copy=False)
     return _array_of_size(name, shape, array)
+
+
+def _nulls_as_nan(data: list, parsed: np.ndarray) -> np.ndarray:
+    """null in floating-point data is a missing value: NaN (the schema then says whether the model
+    takes NaN). Anything else that made the data an object array stays as it is, to be refused."""
+    flat = parsed.ravel()
+    if all(v is None or (type(v) in (int, float)) for v in flat):
+        return np.array(data, dtype=np.float64)
+    return parsed
 
 
 def _exact_uint64(data: list, parsed: np.ndarray) -> np.ndarray:

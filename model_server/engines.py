@@ -43,13 +43,14 @@ PROBABILITY_TOLERANCE = 1e-5
 INLINE_SECONDS = 100e-6
 
 
-def engine_for(estimator, backend: str, n_features: int | None, numeric: bool):
-    """The engine for ``--backend`` sklearn, auto or onnx: the estimator or its faithful twin."""
+def engine_for(estimator, backend: str, n_features: int | None, numeric: bool, allow_nan: bool = False):
+    """The engine for ``--backend`` sklearn, auto or onnx: the estimator or its faithful twin.
+    ``allow_nan``: the model takes NaN, so the parity sample holds NaN too."""
     if backend == "sklearn":
         return estimator
     if backend == "auto":
         if _is_logistic_regression(estimator):
-            return _checked_twin(estimator, LinearEngine, n_features, numeric)
+            return _checked_twin(estimator, LinearEngine, n_features, numeric, allow_nan)
         if not _is_ensemble(estimator):
             return estimator
         if not _onnx_installed():
@@ -57,7 +58,7 @@ def engine_for(estimator, backend: str, n_features: int | None, numeric: bool):
                 "backend auto: ONNX Runtime is not installed (pip install model-server[onnx]); using scikit-learn"
             )
             return estimator
-    return _checked_twin(estimator, OnnxEngine, n_features, numeric)
+    return _checked_twin(estimator, OnnxEngine, n_features, numeric, allow_nan)
 
 
 def _is_ensemble(estimator) -> bool:
@@ -77,7 +78,7 @@ def _onnx_installed() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "skl2onnx"))
 
 
-def _checked_twin(estimator, engine_type, n_features: int | None, numeric: bool):
+def _checked_twin(estimator, engine_type, n_features: int | None, numeric: bool, allow_nan: bool = False):
     """``engine_type(estimator, sample)``, if it converts and passes the parity check; else the estimator."""
     name = engine_type.__name__
     if not numeric or n_features is None or not hasattr(estimator, "predict_proba"):
@@ -87,6 +88,7 @@ def _checked_twin(estimator, engine_type, n_features: int | None, numeric: bool)
     try:
         twin = engine_type(estimator, sample)
         problem = parity_problem(estimator, twin, sample)
+        nan_problem = allow_nan and parity_problem(estimator, twin, parity_sample(n_features, allow_nan=True))
     except ImportError:
         logger.warning(
             "%s: skl2onnx/onnxruntime not installed (pip install model-server[onnx]); using scikit-learn", name
@@ -106,7 +108,32 @@ def _checked_twin(estimator, engine_type, n_features: int | None, numeric: bool)
         len(sample),
         twin.inline_max_rows,
     )
+    if nan_problem:
+        # ONNX's trees send missing values down other branches than scikit-learn's: never let the
+        # twin answer a row with NaN.
+        logger.info("%s: %s on rows with NaN; batches with NaN are predicted by scikit-learn", name, nan_problem)
+        return NanToEstimator(twin, estimator)
     return twin
+
+
+class NanToEstimator:
+    """A twin that gives scikit-learn's answers except on missing values: a batch holding NaN is
+    predicted by the estimator itself (and never on the event loop: see ``fast_for``)."""
+
+    def __init__(self, twin, estimator):
+        self.twin, self.estimator = twin, estimator
+        self.classes_ = estimator.classes_
+        self.inline_max_rows = twin.inline_max_rows
+        self.name = f"{type(twin).__name__} (scikit-learn for rows with NaN)"
+
+    def fast_for(self, X) -> bool:
+        return not np.isnan(X).any()
+
+    def predict(self, X) -> np.ndarray:
+        return (self.twin if self.fast_for(X) else self.estimator).predict(X)
+
+    def predict_proba(self, X) -> np.ndarray:
+        return (self.twin if self.fast_for(X) else self.estimator).predict_proba(X)
 
 
 def _rows_within(seconds: float, twin, sample: np.ndarray) -> int:
@@ -185,12 +212,16 @@ class OnnxEngine:
         return result
 
 
-def parity_sample(n_features: int) -> np.ndarray:
+def parity_sample(n_features: int, allow_nan: bool = False) -> np.ndarray:
     """Rows at several scales, so that every region of the feature space gets a look. Exactly
-    representable in float32, so that the check is about the model, not ONNX's cast."""
+    representable in float32, so that the check is about the model, not ONNX's cast. For a model
+    that takes NaN, one value in five is NaN: missing values take their own branches."""
     rng = np.random.default_rng(0)
     scales = np.repeat([0.1, 1.0, 10.0, 100.0], PARITY_ROWS // 4)[:, None]
-    return (rng.normal(size=(PARITY_ROWS, n_features)) * scales).astype(np.float32).astype(np.float64)
+    sample = (rng.normal(size=(PARITY_ROWS, n_features)) * scales).astype(np.float32).astype(np.float64)
+    if allow_nan:
+        sample[rng.random(sample.shape) < 0.2] = np.nan
+    return sample
 
 
 def parity_problem(estimator, twin, sample: np.ndarray) -> str | None:

@@ -35,6 +35,10 @@ class ArtifactError(ModelServerError):
     """The model directory cannot be served; the message says why, in one line."""
 
 
+class ModelFailure(ModelServerError):
+    """The model misbehaved (say, answered a different number of rows than it was sent): a 500."""
+
+
 class SettingsError(ModelServerError):
     """A flag or MODEL_SERVER_* environment variable has a value that cannot be used."""
 

@@ -4,7 +4,8 @@
       "version": "1",                                          # reported as model_version
       "features": [{"name": "sepal_length", "datatype": "FP64"}, ...],
       "class_labels": ["setosa", "versicolor", "virginica"],   # one per estimator.classes_
-      "sha256": "<hex digest of the model file>"               # verified before unpickling
+      "sha256": "<hex digest of the model file>",              # verified before unpickling
+      "documents": true                                        # takes a 1-D sequence of strings
     }
 
 Every key is optional; what is missing is derived from the estimator. Any wrong key or value is
@@ -22,7 +23,7 @@ from pathlib import Path
 from .errors import ArtifactError
 
 METADATA_FILENAME = "metadata.json"
-METADATA_KEYS = ("version", "features", "class_labels", "sha256")
+METADATA_KEYS = ("version", "features", "class_labels", "sha256", "documents")
 FEATURE_KEYS = ("name", "datatype")
 NUMERIC_DATATYPES = (
     "BOOL",
@@ -58,6 +59,7 @@ class ModelMetadata:
     features: tuple[Feature, ...] | None = None
     class_labels: tuple[str, ...] | None = None
     sha256: str | None = None  # lower case
+    documents: bool | None = None  # None: derived from the estimator (fitted.takes_documents)
 
 
 def read_metadata(model_dir: Path) -> ModelMetadata:
@@ -86,8 +88,12 @@ def parse_metadata(document: object, path: Path | str = METADATA_FILENAME) -> Mo
     sha256 = document.get("sha256")
     if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
         raise invalid(f"sha256 must be a string of 64 hex digits, got {sha256!r}"[:200])
+    documents = document.get("documents")
+    if documents is not None and not isinstance(documents, bool):
+        raise invalid(f"documents must be true or false, got {documents!r}"[:200])
     return ModelMetadata(
         version=str(version),
+        documents=documents,
         features=_features(document.get("features"), invalid),
         class_labels=_class_labels(document.get("class_labels"), invalid),
         sha256=sha256.lower() if sha256 else None,

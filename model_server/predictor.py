@@ -22,7 +22,7 @@ from . import engines
 from .artifact import ModelArtifact
 from .batching import MicroBatcher
 from .codec import LABEL, PREDICT, PROBA, Output, V1Request, V2Request, datatype_of
-from .errors import ArtifactError, InvalidInput
+from .errors import ArtifactError, InvalidInput, ModelFailure
 from .schema import InputSchema
 
 logger = logging.getLogger(__name__)
@@ -40,10 +40,11 @@ class Predictor:
         self.artifact = artifact
         self.estimator = estimator = artifact.estimator
         self.version = artifact.version
-        self.schema = InputSchema.for_estimator(estimator, artifact.metadata.features)
+        self.schema = InputSchema.for_estimator(estimator, artifact.metadata.features, artifact.metadata.documents)
         self.output_types = self._derive_output_types()
         # What predicts: the estimator, or a faster twin that gives the same answers (engines.py).
-        self.engine = engines.engine_for(estimator, backend, self.schema.n_features, self.schema.numeric)
+        schema = self.schema
+        self.engine = engines.engine_for(estimator, backend, schema.n_features, schema.numeric, schema.allow_nan)
         # One thread: predict calls never overlap, and batches grow while one runs.
         executor = ThreadPoolExecutor(1, thread_name_prefix="predict", initializer=_quiet_sklearn)
         self.batcher = MicroBatcher(
@@ -52,6 +53,7 @@ class Predictor:
             max_batch_size,
             max_batch_wait_ms / 1000,
             inline_rows=getattr(self.engine, "inline_max_rows", 0),
+            inline_ok=getattr(self.engine, "fast_for", None),
         )
         self._observe_predict_seconds = observe_predict_seconds
 
@@ -66,27 +68,55 @@ class Predictor:
             artifact.sha256[:12],
             predictor.version,
             predictor.schema.n_features,
-            type(predictor.engine).__name__ if predictor.engine is not predictor.estimator else "scikit-learn",
+            _engine_name(predictor.engine) if predictor.engine is not predictor.estimator else "scikit-learn",
         )
         return predictor
 
     def _derive_output_types(self) -> dict[str, dict]:
+        """The outputs this model offers, with the datatype and shape it really answers: from
+        one probe row predicted at load (a cluster id is INT32, an IsolationForest's -1/1 INT64,
+        a two-output regressor [-1, 2]), else from the fitted attributes."""
         estimator = self.estimator
+        predicted, probabilities = self._probe()
+        if predicted is not None:
+            types = {PREDICT: {"datatype": datatype_of(predicted), "shape": [-1, *predicted.shape[1:]]}}
+        else:
+            n_outputs = getattr(estimator, "n_outputs_", 1)
+            shape = [-1, n_outputs] if isinstance(n_outputs, int) and n_outputs > 1 else [-1]
+            types = {PREDICT: {"datatype": "FP64", "shape": shape}}
         classes = getattr(estimator, "classes_", None)
-        if classes is None:
-            return {PREDICT: {"datatype": "FP64", "shape": [-1]}}
+        if classes is None or isinstance(classes, list) or np.ndim(classes) != 1:
+            return types  # no classes, or one set per output (multi-output classifiers): no labels
         classes = np.asarray(classes)
         labels = self.artifact.metadata.class_labels
         if labels is not None and len(labels) != len(classes):
             raise ArtifactError(f"metadata has {len(labels)} class_labels, the estimator has {len(classes)} classes")
         self.class_labels = np.array([str(c) for c in (labels or classes)], dtype=object)
-        types = {
-            PREDICT: {"datatype": datatype_of(classes), "shape": [-1]},
-            LABEL: {"datatype": "BYTES", "shape": [-1]},
-        }
-        if hasattr(estimator, "predict_proba"):
+        if predicted is None:
+            types[PREDICT]["datatype"] = datatype_of(classes)
+        types[LABEL] = {"datatype": "BYTES", "shape": [-1]}
+        if hasattr(estimator, "predict_proba") and (probabilities is None or probabilities.ndim == 2):
             types[PROBA] = {"datatype": "FP64", "shape": [-1, len(classes)]}
         return types
+
+    def _probe(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """predict (and predict_proba) on the schema's probe row; (None, None) if it cannot run."""
+        X = self.schema.probe()
+        if X is None:
+            return None, None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                predicted = np.asarray(self.estimator.predict(X))
+                probabilities = None
+                if hasattr(self.estimator, "predict_proba"):
+                    probabilities = np.asarray(self.estimator.predict_proba(X))
+        except Exception as exc:  # the probe is a best effort: the attributes still tell a lot
+            logger.warning(
+                "output types from the fitted attributes: a probe row failed (%s: %s)", type(exc).__name__, exc
+            )
+            return None, None
+        return predicted, probabilities
 
     # -- metadata ------------------------------------------------------------------------------
 
@@ -132,11 +162,16 @@ class Predictor:
                 result[LABEL] = self.class_labels[index]
             if PROBA in outputs:
                 result[PROBA] = np.asarray(engine.predict_proba(X), dtype=np.float64)
-            return result
         except ValueError as exc:
             # Shape and types were checked already; a ValueError left is about the values
             # themselves (say, a category the fitted encoder has never seen): the client's to fix.
             raise InvalidInput(f"the model rejected the input: {exc}") from exc
+        for name, values in result.items():
+            if len(values) != len(X):
+                # Never split a wrong-length answer across batch mates: the batcher retries each
+                # request alone, and this request alone fails.
+                raise ModelFailure(f"the model returned {len(values)} {name} values for {len(X)} rows")
+        return result
 
 
 def _quiet_sklearn() -> None:
@@ -146,3 +181,7 @@ def _quiet_sklearn() -> None:
     sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
     # Estimators fitted on DataFrames warn on every ndarray call; the columns are in fit order.
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
+
+
+def _engine_name(engine) -> str:
+    return getattr(engine, "name", type(engine).__name__)

@@ -12,25 +12,56 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import fitted
 from .codec import Tensor
 from .errors import ArtifactError, InvalidInput
 from .metadata import Feature
 
+# Said when a type was derived from the estimator, not declared, and the request disagrees.
+DECLARE_HINT = '; if it takes strings, declare it with datatype BYTES in metadata.json "features"'
+
 
 class InputSchema:
-    """Feature names, datatypes and count, from metadata.json or the fitted estimator."""
+    """Feature names, datatypes and count, from metadata.json or the fitted estimator.
 
-    def __init__(self, features: list[Feature] | None, n_features: int | None, allow_nan: bool):
+    ``documents``: the model takes a 1-D sequence of strings (one BYTES feature), not rows
+    (``fitted.takes_documents``). ``categories``: the values a fitted encoder knows for a
+    feature, for the probe row predicted at load."""
+
+    def __init__(
+        self,
+        features: list[Feature] | None,
+        n_features: int | None,
+        allow_nan: bool,
+        documents: bool = False,
+        declared: bool = False,
+        categories: dict[str, list] | None = None,
+    ):
         self.features = features
         self.n_features = len(features) if features else n_features
         self.names = [f.name for f in features] if features else None
         self.allow_nan = allow_nan
+        self.documents = documents
         self.numeric = not features or all(f.numeric for f in features)
+        self.categories = categories or {}
+        self._hint = "" if declared else DECLARE_HINT
         self._index = {name: i for i, name in enumerate(self.names or [])}
 
     @classmethod
-    def for_estimator(cls, estimator, declared: tuple[Feature, ...] | None = None) -> InputSchema:
+    def for_estimator(
+        cls, estimator, declared: tuple[Feature, ...] | None = None, documents: bool | None = None
+    ) -> InputSchema:
+        """``declared``: metadata.json's features; ``documents``: its "documents" (None: derive)."""
+        if documents is None:
+            documents = fitted.takes_documents(estimator)
+        if documents:
+            if declared and (len(declared) != 1 or declared[0].numeric):
+                raise ArtifactError("a model that takes documents has one feature, of datatype BYTES")
+            features = list(declared or [Feature("text", "BYTES")])
+            return cls(features, 1, allow_nan=False, documents=True, declared=bool(declared))
         n_features = getattr(estimator, "n_features_in_", None)
+        known = fitted.column_values(estimator)
+        categories = {name: values for name, (_, values) in known.items() if values}
         if declared:
             features = list(declared)
             if n_features is not None and len(features) != n_features:
@@ -38,10 +69,25 @@ class InputSchema:
                     f"metadata declares {len(features)} features, the estimator was fitted on {n_features}"
                 )
         elif hasattr(estimator, "feature_names_in_"):
-            features = [Feature(str(name)) for name in estimator.feature_names_in_]
+            features = [
+                Feature(str(name), "BYTES" if known.get(str(name), (False,))[0] else "FP64")
+                for name in estimator.feature_names_in_
+            ]
         else:
             features = None
-        return cls(features, n_features, _allows_nan(estimator))
+        return cls(features, n_features, _allows_nan(estimator), declared=bool(declared), categories=categories)
+
+    def probe(self):
+        """One valid ``X`` row (a category the model knows where it knows one, else 0 or a word),
+        or None when the width is unknown: predicted once at load to learn the outputs' types and
+        shapes."""
+        if self.n_features is None:
+            return None
+        if self.documents:
+            return self._assemble([["probe"]], 1)
+        features = self.features or [Feature(f"#{j}") for j in range(self.n_features)]
+        values = [(self.categories.get(f.name) or [0.0 if f.numeric else "probe"])[0] for f in features]
+        return self._assemble([[v] for v in values], 1)
 
     # -- V1: rows ---------------------------------------------------------------------------
 
@@ -49,6 +95,9 @@ class InputSchema:
         """V1 ``instances``: a list of rows, each a list of values or an object keyed by name."""
         if not isinstance(instances, list) or not instances:
             raise InvalidInput('"instances" must be a non-empty list of rows')
+        if self.documents and isinstance(instances[0], (str, bytes)):
+            # A model of documents takes plain strings too (as stock KServe's sklearnserver does).
+            instances = [[doc] if isinstance(doc, (str, bytes)) else doc for doc in instances]
         if isinstance(instances[0], dict):
             instances = self._records_to_rows(instances)
         if self.numeric:
@@ -98,6 +147,8 @@ class InputSchema:
         """V2 inputs: one [N, F] tensor (any name), or one [N] tensor per named feature."""
         if not tensors:
             raise InvalidInput('"inputs" must be a non-empty list of tensors')
+        if len(tensors) == 1 and self.n_features == 1 and tensors[0].data.ndim == 1:
+            return self._assemble([tensors[0].data], len(tensors[0].data))  # a one-feature model's [N] column
         if len(tensors) == 1 and not (self.names and tensors[0].name in self._index and self.n_features == 1):
             return self._from_matrix_tensor(tensors[0])
         return self._from_feature_tensors(tensors)
@@ -158,7 +209,9 @@ class InputSchema:
             elif data.shape[0] != n_rows:
                 raise InvalidInput(f"input '{feature.name}' has {data.shape[0]} rows, '{self.names[0]}' has {n_rows}")
             if feature.numeric and tensor.datatype == "BYTES":
-                raise InvalidInput(f"input '{feature.name}' is BYTES, but the feature is numeric ({feature.datatype})")
+                raise InvalidInput(
+                    f"input '{feature.name}' is BYTES, but the feature is numeric ({feature.datatype}){self._hint}"
+                )
             columns.append(data)
         if n_rows == 0:
             raise InvalidInput("inputs have zero rows")
@@ -167,8 +220,11 @@ class InputSchema:
     # -- shared ------------------------------------------------------------------------------
 
     def _assemble(self, columns: list, n_rows: int):
-        """Check every column against its feature; an all-numeric model gets a float64 matrix."""
+        """Check every column against its feature; an all-numeric model gets a float64 matrix, a
+        model of documents the 1-D array of strings, any other a DataFrame."""
         checked = [self._column(j, col) for j, col in enumerate(columns)]
+        if self.documents:
+            return checked[0]
         if self.numeric:
             return self._checked(np.column_stack(checked) if checked else np.empty((n_rows, 0)))
         import pandas as pd  # only mixed-type pipelines need a DataFrame
@@ -183,7 +239,7 @@ class InputSchema:
             return values.astype(np.float64, copy=False)
         out = np.empty(len(values), dtype=np.float64 if feature.numeric else object)
         for i, value in enumerate(values):
-            out[i] = _checked_value(value, feature, i, self.allow_nan)
+            out[i] = _checked_value(value, feature, i, self.allow_nan, self._hint)
         return out
 
     def _checked(self, matrix: np.ndarray) -> np.ndarray:
@@ -220,7 +276,7 @@ def _row_width(row, i: int) -> int:
     return len(row)
 
 
-def _checked_value(value, feature: Feature, row: int, allow_nan: bool):
+def _checked_value(value, feature: Feature, row: int, allow_nan: bool, hint: str = ""):
     where = f"instance {row}, feature '{feature.name}'"
     if isinstance(value, (list, dict)):
         raise InvalidInput(f"{where}: nested too deep, expected a single value, got {_json_type(value)}")
@@ -231,7 +287,10 @@ def _checked_value(value, feature: Feature, row: int, allow_nan: bool):
     if feature.numeric:
         # Booleans count as 0/1, as in a V2 BOOL tensor and in numpy's own conversion.
         if not isinstance(value, (int, float, np.number)):
-            raise InvalidInput(f"{where}: expected a number, got {_json_type(value)} {value!r}"[:300])
+            got = f"{_json_type(value)} {value!r}"[:200]
+            raise InvalidInput(
+                f"{where}: expected a number, got {got}" + (hint if isinstance(value, (str, bytes)) else "")
+            )
         return value
     if isinstance(value, bytes):
         try:

@@ -6,7 +6,7 @@ set -euo pipefail
 usage() {
   cat <<'USAGE'
 Usage: scripts/build-image.sh [--tag TAG] [--base-image IMAGE] [--engine docker|podman]
-                              [--dry-run] [--print-engine] [--help]
+                              [--extra-packages "PKG ..."] [--dry-run] [--print-engine] [--help]
 
 Builds the image from the repository's Dockerfile and prints its tag and size.
 
@@ -17,6 +17,10 @@ Builds the image from the repository's Dockerfile and prints its tag and size.
                       with scripts/prepare-podman.sh and pass it here.
   --engine ENGINE     docker or podman (default: docker if `docker info` answers,
                       else podman)
+  --extra-packages "PKG ..."
+                      pip requirements the served models need beyond
+                      scikit-learn (xgboost, lightgbm, your estimators' package),
+                      installed into the image's venv (EXTRA_PACKAGES build arg)
   --dry-run           print the build command instead of running it
   --print-engine      print the engine command line (with its global flags) that
                       this script would use, and exit; exits 1 if there is none
@@ -33,6 +37,7 @@ USAGE
 tag=model-server:dev
 base_image=python:3.11-slim
 engine=""
+extra_packages=""
 dry_run=0
 print_engine=0
 while [[ $# -gt 0 ]]; do
@@ -40,6 +45,7 @@ while [[ $# -gt 0 ]]; do
     --tag) tag="${2:?--tag needs a value}"; shift ;;
     --base-image) base_image="${2:?--base-image needs a value}"; shift ;;
     --engine) engine="${2:?--engine needs a value}"; shift ;;
+    --extra-packages) extra_packages="${2:?--extra-packages needs a value}"; shift ;;
     --dry-run) dry_run=1 ;;
     --print-engine) print_engine=1 ;;
     -h|--help) usage; exit 0 ;;
@@ -80,6 +86,9 @@ version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$repo_root/pyproject.toml")"
 revision="$(git -C "$repo_root" rev-parse HEAD 2>/dev/null || echo unknown)"
 build_cmd=("${engine_cmd[@]}" build --tag "$tag" --build-arg "BASE_IMAGE=$base_image"
   --build-arg "VERSION=$version" --build-arg "REVISION=$revision")
+if [[ -n $extra_packages ]]; then
+  build_cmd+=(--build-arg "EXTRA_PACKAGES=$extra_packages")
+fi
 for var in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_TRUSTED_HOST; do
   if [[ -n ${!var:-} ]]; then
     build_cmd+=(--build-arg "$var=${!var}")

@@ -56,3 +56,9 @@ def test_docker_build_command_defaults_and_pip_index_passthrough():
 def test_unknown_engine_is_rejected():
     result = subprocess.run([BUILD_IMAGE, "--engine", "lxc"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "docker or podman" in result.stderr
+
+
+def test_extra_packages_reach_the_build():
+    command = _dry_run("--engine", "podman", "--extra-packages", "lightgbm==4.6.0 xgboost")
+    assert "EXTRA_PACKAGES=lightgbm==4.6.0\\ xgboost" in " ".join(command)  # one argument, quoted
+    assert not any("EXTRA_PACKAGES" in part for part in _dry_run("--engine", "podman"))

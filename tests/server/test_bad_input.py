@@ -41,7 +41,10 @@ V2_CASES = {
     "too few features": (tensor([1.0, 2, 3], shape=(1, 3)), "has 3 features per row, the model expects 4"),
     "too many features": (tensor([1.0] * 5, shape=(1, 5)), "has 5 features per row"),
     "string data in FP64": (tensor(["a", "b", "c", "d"]), "is FP64, but its data holds strings"),
-    "null in data": (tensor([1.0, None, 1.0, 1.0]), "null, nested or mixed values"),
+    "null in data": (
+        tensor([1.0, None, 1.0, 1.0]),
+        "feature 'sepal_width': null/NaN or infinity is not accepted by this model",
+    ),
     "fraction in INT32": (tensor([1.5, 1, 1, 1], datatype="INT32"), "is INT32, but its data holds fractional numbers"),
     "INT8 out of range": (tensor([300, 1, 1, 1], datatype="INT8"), "is INT8: its values must lie in [-128, 127]"),
     "negative UINT32": (tensor([-1, 1, 1, 1], datatype="UINT32"), "is UINT32: its values must lie in [0, 4294967295]"),

@@ -10,7 +10,14 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from model_server.engines import LinearEngine, OnnxEngine, engine_for, parity_problem, parity_sample
+from model_server.engines import (
+    LinearEngine,
+    NanToEstimator,
+    OnnxEngine,
+    engine_for,
+    parity_problem,
+    parity_sample,
+)
 from tests.support.servers import start_server
 
 
@@ -95,3 +102,15 @@ def test_sklearn_backend_serves_the_estimator_itself(tmp_path):
         )
     assert response.json()["predictions"] == model.predict(X[:20]).tolist()
     np.testing.assert_allclose(response.json()["probabilities"], model.predict_proba(X[:20]), atol=1e-12)
+
+
+def test_rows_with_nan_never_reach_a_twin_that_differs_on_them(forest):
+    model, _, X = forest
+    engine = engine_for(model, "auto", 20, numeric=True, allow_nan=True)
+    assert isinstance(engine, NanToEstimator) and isinstance(engine.twin, OnnxEngine)
+    holes = X[:64].copy()
+    holes[np.random.default_rng(3).random(holes.shape) < 0.2] = np.nan
+    assert engine.predict(holes).tolist() == model.predict(holes).tolist()
+    np.testing.assert_array_equal(engine.predict_proba(holes), model.predict_proba(holes))
+    assert not engine.fast_for(holes) and engine.fast_for(X[:64])  # NaN batches stay off the event loop
+    assert engine.predict(X[:64]).tolist() == model.predict(X[:64]).tolist()

@@ -22,7 +22,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from model_server.artifact import write_metadata
-from tests.support.estimators import BlocksUntilFileExists, FailsOnNegative
+from tests.support.estimators import BlocksUntilFileExists, DropsARowOn13, FailsOnNegative
 from tests.support.servers import SUPPORT_ENV, start_server
 
 
@@ -190,6 +190,24 @@ def test_model_failure_is_500_logged_and_alone(tmp_path):
             GRPCInferenceServiceStub(channel).ModelInfer(pb.ModelInferRequest(model_name="fragile", inputs=[tensor]))
         assert error.value.code() == grpc.StatusCode.INTERNAL
         assert "simulated model failure" in error.value.details()
+
+
+def test_wrong_length_result_is_500_for_that_request_alone(tmp_path):
+    model_dir = dump(DropsARowOn13().fit(np.zeros((1, 2))), tmp_path / "m")
+    with start_server(model_dir, "short", "--max_batch_wait_ms=5", env=SUPPORT_ENV) as served:
+        url = f"{served.http_url}/v1/models/short:predict"
+        bad = httpx.post(url, json={"instances": [[13, 0], [1, 1], [2, 2]]})
+        assert bad.status_code == 500
+        assert "the model returned 2 predict values for 3 rows" in bad.json()["error"]
+        # Batched with the bad one, good requests must get their own rows' answers, never a shifted slice.
+        bodies = [[[13, 0]] if i % 8 == 0 else [[i, 0], [i, 1]] for i in range(64)]
+        with ThreadPoolExecutor(16) as pool:
+            responses = list(pool.map(lambda rows: httpx.post(url, json={"instances": rows}, timeout=30), bodies))
+        for rows, response in zip(bodies, responses, strict=True):
+            if rows[0][0] == 13:
+                assert response.status_code == 500
+            else:
+                assert response.status_code == 200 and response.json() == {"predictions": [1, 1]}
 
 
 def test_predict_runs_off_the_event_loop(tmp_path):

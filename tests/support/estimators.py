@@ -43,3 +43,12 @@ class BlocksUntilFileExists(_TwoClasses):
             while not os.path.exists(self.release_path) and time.monotonic() < deadline:
                 time.sleep(0.01)
         return np.zeros(len(X), dtype=np.int64)
+
+
+class DropsARowOn13(_TwoClasses):
+    """Predicts 1 per row, but one prediction too few when any row starts with 13 (a model bug)."""
+
+    def predict(self, X):
+        X = np.asarray(X)
+        n = len(X) - 1 if (X[:, 0] == 13).any() else len(X)
+        return np.ones(n, dtype=np.int64)

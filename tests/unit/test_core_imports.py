@@ -10,6 +10,7 @@ CORE = (
     "batching",
     "codec",
     "engines",
+    "fitted",
     "errors",
     "inference",
     "metadata",

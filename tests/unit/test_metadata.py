@@ -13,6 +13,7 @@ def test_full_metadata():
             "features": [{"name": "colour", "datatype": "bytes"}, {"name": "size"}],
             "class_labels": ["no", "yes"],
             "sha256": "AB" * 32,
+            "documents": False,
         }
     )
     assert metadata == ModelMetadata(
@@ -20,6 +21,7 @@ def test_full_metadata():
         features=(Feature("colour", "BYTES"), Feature("size", "FP64")),
         class_labels=("no", "yes"),
         sha256="ab" * 32,
+        documents=False,
     )
     assert not metadata.features[0].numeric and metadata.features[1].numeric
 
@@ -51,6 +53,7 @@ def test_absent_file_and_empty_object_mean_defaults(tmp_path):
         ({"features": [{"name": "x"}, {"name": "x"}]}, "duplicate names ['x']"),
         ({"class_labels": "ab"}, "class_labels must be a list of strings"),
         ({"class_labels": [["a"]]}, "class_labels must be a list of strings"),
+        ({"documents": "yes"}, "documents must be true or false, got 'yes'"),
     ],
 )
 def test_wrong_values_name_the_key(document, message):
