@@ -53,6 +53,12 @@ BENCH_ARGS ?=
 bench: venv
 	$(PYTHON) -m benchmarks.run $(BENCH_ARGS)
 
+# Soak (see benchmarks/README.md "Soak"): 10 minutes at 70% of peak, memory probes; ~11 min.
+SOAK_ARGS ?=
+.PHONY: soak
+soak: venv
+	$(PYTHON) -m benchmarks.soak $(SOAK_ARGS)
+
 # Container image (see docs/container.md); where no registry is reachable:
 #   scripts/prepare-podman.sh && make image IMAGE_BASE=localhost/debian-python:bookworm
 IMAGE_TAG ?= model-server:dev

@@ -290,14 +290,12 @@ def write_outputs(report: dict, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-README_START, README_END = "<!-- benchmark results: start -->", "<!-- benchmark results: end -->"
-
-
-def update_readme(readme: Path, markdown: str) -> None:
-    """Replace the results between the README's markers with `markdown`."""
+def update_readme(readme: Path, markdown: str, section: str = "benchmark results") -> None:
+    """Replace the results between the README's markers of `section` with `markdown`."""
+    start, end = f"<!-- {section}: start -->", f"<!-- {section}: end -->"
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise SystemExit(f"{readme} has no {README_START} ... {README_END} markers")
-    head, rest = text.split(README_START, 1)
-    tail = rest.split(README_END, 1)[1]
-    readme.write_text(f"{head}{README_START}\n{markdown}{README_END}{tail}")
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme} has no {start} ... {end} markers")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    readme.write_text(f"{head}{start}\n{markdown}{end}{tail}")

@@ -195,6 +195,11 @@ class RunningServer:
             "processes": len(pids),
         }
 
+    @staticmethod
+    def memory_of(pid: int) -> float:
+        """RSS of one process, in MB."""
+        return _proc_kib(pid, "status", "VmRSS") / 1024
+
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 

@@ -25,6 +25,9 @@ from .errors import InvalidInput
 
 INFERENCE_HEADER_LENGTH = "inference-header-content-length"
 JSON_CONTENT = {"content-type": "application/json"}
+# Models take [N, F] or [N] tensors (the schema says so for anything else); past a few dimensions
+# a shape is only a client's mistake, and numpy cannot even hold one past 64.
+MAX_DIMS = 8
 
 NUMPY_DTYPES = {
     "BOOL": np.dtype(np.bool_),
@@ -227,12 +230,18 @@ def tensor_from_json(name: str, datatype: str, shape: list[int], data: object) -
             raise InvalidInput(
                 f"input '{name}' is {datatype}, but its data holds {found.get(array.dtype.kind, array.dtype.name)}"
             )
-        if family in ("INT", "UINT") and array.size:
-            limits = np.iinfo(NUMPY_DTYPES[datatype])
-            if array.min() < limits.min or array.max() > limits.max:  # astype would wrap them around
-                raise InvalidInput(f"input '{name}' is {datatype}: its values must lie in [{limits.min}, {limits.max}]")
-        array = array.ravel().astype(NUMPY_DTYPES[datatype], copy=False)
+        _check_range(name, datatype, array)
+        with np.errstate(over="ignore"):  # a float past FP16/FP32's range is inf: the schema refuses it
+            array = array.ravel().astype(NUMPY_DTYPES[datatype], copy=False)
     return _array_of_size(name, shape, array)
+
+
+def _check_range(name: str, datatype: str, array: np.ndarray) -> None:
+    """Integers outside their datatype's range are refused: a cast would wrap them around."""
+    if datatype.rstrip("0123456789") in ("INT", "UINT") and array.size:
+        limits = np.iinfo(NUMPY_DTYPES[datatype])
+        if array.min() < limits.min or array.max() > limits.max:
+            raise InvalidInput(f"input '{name}' is {datatype}: its values must lie in [{limits.min}, {limits.max}]")
 
 
 def _nulls_as_nan(data: list, parsed: np.ndarray) -> np.ndarray:
@@ -293,6 +302,12 @@ def check_datatype(name: str, datatype: object) -> str:
 def check_shape(name: str, shape: object) -> list[int]:
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
         raise InvalidInput(f"input '{name}': shape must be a list of integers, got {shape!r}")
+    if len(shape) > MAX_DIMS:
+        shown = f"[{', '.join(map(str, shape[:4]))}, ...]"
+        raise InvalidInput(
+            f"input '{name}': shape {shown} has {len(shape)} dimensions (at most {MAX_DIMS}); "
+            "send [N, F] (rows of features) or [N]"
+        )
     if any(d < 0 for d in shape):
         raise InvalidInput(f"input '{name}': shape {shape} has a negative dimension")
     return shape
@@ -332,6 +347,18 @@ GRPC_CONTENTS_FIELD = {
 }
 
 
+GRPC_CONTENTS_DTYPE = {
+    "int_contents": np.int64,
+    "int64_contents": np.int64,
+    "uint_contents": np.uint64,
+    "uint64_contents": np.uint64,
+    "bool_contents": np.bool_,
+    "fp32_contents": np.float32,
+    "fp64_contents": np.float64,
+    "bytes_contents": object,
+}
+
+
 def decode_v2_grpc(request) -> V2Request:
     """A ``ModelInferRequest``: tensors as typed contents or as raw_input_contents."""
     raw = request.raw_input_contents
@@ -348,8 +375,12 @@ def decode_v2_grpc(request) -> V2Request:
         elif datatype == "FP16":
             raise InvalidInput(f"input '{spec.name}': FP16 data must be sent in raw_input_contents")
         else:
-            values = getattr(spec.contents, GRPC_CONTENTS_FIELD[datatype])
-            data = _array_of_size(spec.name, shape, np.array(values, dtype=NUMPY_DTYPES[datatype]))
+            field = GRPC_CONTENTS_FIELD[datatype]
+            # Typed contents are 32 or 64 bits wide whatever the datatype (int_contents carries
+            # INT8 too): read them at the field's width, then check the datatype's range.
+            values = np.array(getattr(spec.contents, field), dtype=GRPC_CONTENTS_DTYPE.get(field))
+            _check_range(spec.name, datatype, values)
+            data = _array_of_size(spec.name, shape, values.astype(NUMPY_DTYPES[datatype], copy=False))
         tensors.append(Tensor(spec.name, datatype, data))
     outputs = [o.name for o in request.outputs] or None
     return V2Request(request.id or None, tensors, outputs)

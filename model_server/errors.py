@@ -31,6 +31,14 @@ class ModelNotReady(ModelServerError):
     """The model exists but cannot answer now (not loaded yet, unloaded, or shutting down)."""
 
 
+class Unauthorized(ModelServerError):
+    """A management request without the configured bearer token."""
+
+
+class Disabled(ModelServerError):
+    """A route that exists but is switched off in this server's settings; the message says how to enable it."""
+
+
 class ArtifactError(ModelServerError):
     """The model directory cannot be served; the message says why, in one line."""
 
@@ -54,6 +62,8 @@ STATUS: dict[type[BaseException], Status] = {
     RequestTooLarge: Status(413, "RESOURCE_EXHAUSTED", 1),
     ModelNotFound: Status(404, "NOT_FOUND", 1),
     ModelNotReady: Status(503, "UNAVAILABLE", 1),
+    Unauthorized: Status(401, "UNAUTHENTICATED", 1),
+    Disabled: Status(404, "UNIMPLEMENTED", 1),
     # A model that cannot be loaded: a refused load (repository API) or exit 1 at start.
     ArtifactError: Status(400, "FAILED_PRECONDITION", 1),
     SettingsError: Status(400, "INVALID_ARGUMENT", 2),  # 2, as argparse exits on a bad flag

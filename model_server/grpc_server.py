@@ -4,7 +4,9 @@ Why not KServe's ModelInfer: it converts every request into an InferRequest and 
 malformed tensors fail inside that conversion with messages like "invalid content type". Why not
 its interceptors: one logs every call at INFO, the other wraps every call in Python and maps
 model failures to INVALID_ARGUMENT; here each RPC maps its errors through ``errors.STATUS``.
-Every other RPC (health, metadata, repository) is KServe's own code.
+ModelReady and ModelMetadata answer for the version asked (KServe ignores it) and know about
+draining; the repository RPCs are gated like the REST routes (``management.py``). The rest
+(ServerLive, ServerReady, ServerMetadata) is KServe's own code over our data plane.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 from concurrent import futures
 
 from grpc import StatusCode, aio
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferResponse
 from kserve.protocol.grpc.server import GRPCServer
@@ -21,7 +24,8 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 
 from .codec import InferenceResponse, V2Request, decode_v2_grpc, tensor_to_bytes
 from .errors import INTERNAL, describe, status_of
-from .inference import infer
+from .inference import ServingState, infer, lookup, model_metadata, model_ready
+from .management import ManagementAccess
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +63,40 @@ def encode_v2_grpc(request: V2Request, response: InferenceResponse) -> ModelInfe
 
 
 class SklearnInferenceServicer(InferenceServicer):
+    def __init__(self, data_plane, model_repository_extension, state: ServingState, management: ManagementAccess):
+        super().__init__(data_plane, model_repository_extension)
+        self.registry = data_plane.model_registry
+        self.state = state
+        self.management = management
+
+    async def ModelReady(self, request, context):
+        return pb.ModelReadyResponse(
+            ready=model_ready(self.registry, request.name, request.version or None, self.state)
+        )
+
+    async def ModelMetadata(self, request, context):
+        metadata = model_metadata(self.registry, request.name, request.version or None)
+        tensors = {
+            kind: [pb.ModelMetadataResponse.TensorMetadata(**spec) for spec in metadata[kind]]
+            for kind in ("inputs", "outputs")
+        }
+        return pb.ModelMetadataResponse(
+            name=metadata["name"], versions=metadata["versions"], platform=metadata["platform"], **tensors
+        )
+
+    async def RepositoryModelLoad(self, request, context):
+        await self._manage(request.model_name, context, self._mode_repository_extension.load)
+        return pb.RepositoryModelLoadResponse(model_name=request.model_name, isLoaded=True)
+
+    async def RepositoryModelUnload(self, request, context):
+        await self._manage(request.model_name, context, self._mode_repository_extension.unload)
+        return pb.RepositoryModelUnloadResponse(model_name=request.model_name, isUnloaded=True)
+
+    async def _manage(self, name: str, context, action) -> None:
+        self.management.check(dict(context.invocation_metadata()).get("authorization"))
+        lookup(self.registry, name)
+        await action(name)
+
     async def ModelInfer(self, request, context):
         async def read():
             return decode_v2_grpc(request)
@@ -87,6 +125,11 @@ for _name in (
 
 
 class SklearnGRPCServer(GRPCServer):
+    def __init__(self, *args, state: ServingState, management: ManagementAccess, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.state = state
+        self.management = management
+
     async def start(self, max_workers):
         self._server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
@@ -95,7 +138,9 @@ class SklearnGRPCServer(GRPCServer):
                 ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
             ],
         )
-        servicer = SklearnInferenceServicer(self._data_plane, self._model_repository_extension)
+        servicer = SklearnInferenceServicer(
+            self._data_plane, self._model_repository_extension, self.state, self.management
+        )
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
         self._server.add_insecure_port(f"[::]:{self._port}")
         await self._server.start()

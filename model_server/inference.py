@@ -60,6 +60,16 @@ class Registry(Protocol):
 
     def get_model(self, name: str) -> ServedModel | None: ...
 
+    def get_models(self) -> dict[str, ServedModel]: ...
+
+
+class ServingState:
+    """What the whole server is doing: serving, or draining for shutdown (from SIGTERM on,
+    readiness answers not-ready while requests are still served)."""
+
+    def __init__(self):
+        self.draining = False
+
 
 class Models(dict):
     """A registry for front ends without KServe: ``{name: ServedModel}``."""
@@ -69,6 +79,42 @@ class Models(dict):
 
     def get_models(self) -> dict[str, ServedModel]:
         return self
+
+
+def lookup(registry: Registry, name: str) -> ServedModel:
+    model = registry.get_model(name)
+    if model is None:
+        raise ModelNotFound(f"Model with name {name} does not exist.")
+    return model
+
+
+def server_ready(registry: Registry, state: ServingState) -> bool:
+    """Ready: not draining, at least one model, and every registered model loaded (stock KServe
+    says ready with no model at all, and Kubernetes would route to a pod that can only fail)."""
+    models = registry.get_models()
+    return not state.draining and bool(models) and all(model.ready for model in models.values())
+
+
+def model_ready(registry: Registry, name: str, version: str | None, state: ServingState) -> bool:
+    """Whether ``name`` (at ``version``) answers now; an unknown model or version is ModelNotFound."""
+    model = lookup(registry, name)
+    try:
+        model.predictor_for(version)
+    except ModelNotReady:
+        return False
+    return not state.draining
+
+
+def model_metadata(registry: Registry, name: str, version: str | None) -> dict:
+    """The V2 model metadata: name, versions, platform, and the input and output tensors."""
+    predictor = lookup(registry, name).predictor_for(version)
+    return {
+        "name": name,
+        "versions": [predictor.version],
+        "platform": "sklearn",
+        "inputs": predictor.inputs_metadata(),
+        "outputs": predictor.outputs_metadata(),
+    }
 
 
 async def infer(
@@ -81,10 +127,7 @@ async def infer(
     encode: Callable[[Request, InferenceResponse], Encoded],
 ) -> Encoded:
     try:
-        model = registry.get_model(name)
-        if model is None:
-            raise ModelNotFound(f"Model with name {name} does not exist.")
-        predictor = model.predictor_for(version)
+        predictor = lookup(registry, name).predictor_for(version)
         request = await read()
         outputs = await predictor.infer(request)
         encoded = encode(request, InferenceResponse(name, predictor.version, outputs))

@@ -14,11 +14,11 @@ from kserve.model import InferenceVerb
 from .codec import InferenceResponse, decode_v1, v1_response
 from .inference import ServedModel
 from .predictor import Predictor
-from .settings import ModelSettings
+from .settings import ServerSettings
 
 
 class SklearnModel(ServedModel, Model):
-    def __init__(self, name: str, settings: ModelSettings):
+    def __init__(self, name: str, settings: ServerSettings):
         Model.__init__(self, name)
         ServedModel.__init__(self, name)
         self.settings = settings
@@ -32,6 +32,7 @@ class SklearnModel(ServedModel, Model):
             max_batch_wait_ms=settings.max_batch_wait_ms,
             # KServe's request_predict_seconds: the batching wait and the estimator call.
             observe_predict_seconds=PREDICT_HIST_TIME.labels(**get_labels(self.name)).observe,
+            max_request_rows=settings.max_request_rows,
         )
         self.ready = True
         return self.ready

@@ -9,6 +9,7 @@ with concurrent requests), batch scoring calls ``predict_batch()`` on its own ch
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import warnings
@@ -22,10 +23,13 @@ from . import engines
 from .artifact import ModelArtifact
 from .batching import MicroBatcher
 from .codec import LABEL, PREDICT, PROBA, Output, V1Request, V2Request, datatype_of
-from .errors import ArtifactError, InvalidInput, ModelFailure
+from .errors import ArtifactError, InvalidInput, ModelFailure, RequestTooLarge
 from .schema import InputSchema
 
 logger = logging.getLogger(__name__)
+
+# Past this many rows a request is checked in a worker thread (docs/architecture.md: the cost).
+OFFLOAD_ROWS = 2048
 
 
 class Predictor:
@@ -36,6 +40,7 @@ class Predictor:
         max_batch_size: int = 512,
         max_batch_wait_ms: float = 0.0,
         observe_predict_seconds: Callable[[float], None] | None = None,
+        max_request_rows: int | None = None,
     ):
         self.artifact = artifact
         self.estimator = estimator = artifact.estimator
@@ -56,6 +61,7 @@ class Predictor:
             inline_ok=getattr(self.engine, "fast_for", None),
         )
         self._observe_predict_seconds = observe_predict_seconds
+        self.max_request_rows = max_request_rows
 
     @classmethod
     def load(cls, model_dir: str | Path, **options) -> Predictor:
@@ -132,7 +138,12 @@ class Predictor:
 
     async def infer(self, request: V1Request | V2Request) -> list[Output]:
         """The requested outputs for a decoded request, predicted in a batch with concurrent ones."""
-        X, outputs = self.prepare(request)
+        if _rows(request) > OFFLOAD_ROWS:
+            # Checking a large request takes milliseconds: not on the event loop, where every
+            # other client would wait for it.
+            X, outputs = await asyncio.to_thread(self.prepare, request)
+        else:
+            X, outputs = self.prepare(request)
         start = time.perf_counter()
         predictions = await self.batcher.predict(X, frozenset(outputs))
         if self._observe_predict_seconds is not None:
@@ -141,6 +152,11 @@ class Predictor:
 
     def prepare(self, request: V1Request | V2Request) -> tuple[object, list[str]]:
         """The checked ``X`` and the output names a request asks for."""
+        rows = _rows(request)
+        if self.max_request_rows is not None and rows > self.max_request_rows:
+            raise RequestTooLarge(
+                f"the request has {rows} rows; this server takes at most {self.max_request_rows} (--max_request_rows)"
+            )
         outputs = request.outputs or [PREDICT]
         unknown = [name for name in outputs if name not in self.output_types]
         if unknown:
@@ -185,3 +201,10 @@ def _quiet_sklearn() -> None:
 
 def _engine_name(engine) -> str:
     return getattr(engine, "name", type(engine).__name__)
+
+
+def _rows(request: V1Request | V2Request) -> int:
+    """How many rows a decoded request carries, before any check of its contents."""
+    if isinstance(request, V1Request):
+        return len(request.instances) if isinstance(request.instances, (list, np.ndarray)) else 1
+    return max((t.data.shape[0] if t.data.ndim else 1 for t in request.inputs), default=0)

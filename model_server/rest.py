@@ -1,9 +1,18 @@
-"""HTTP transport for the two inference routes, as plain ASGI in front of any other app.
+"""HTTP transport of the data plane, as plain ASGI in front of any other app.
 
-``POST /v1/models/{name}:predict`` and ``POST /v2/models/{name}[/versions/{v}]/infer`` are decoded
-here and answered through the seam (``inference.infer``); every other request passes through to
-the app behind (KServe's FastAPI app in the server) unchanged, its body limited the same way.
-Nothing here imports KServe, so a front end without it serves the same routes.
+Answered here, through the core (``inference.py``):
+
+- ``POST /v1/models/{name}:predict``, ``POST /v2/models/{name}[/versions/{v}]/infer``: inference,
+  through the seam (``inference.infer``);
+- ``GET /v2/health/live``, ``/v2/health/ready``, ``/v2/models/{name}[/versions/{v}][/ready]``
+  (also ``?model_version=``), ``/v1/models/{name}``: health, readiness and metadata, for every
+  served version (KServe's own routes answer 501 whenever a version is named);
+- ``/v2/repository/...``: only when the management API is enabled, with its token
+  (``management.py``), and 404 for a model that does not exist (KServe answers 503).
+
+Every other request passes through to the app behind (KServe's FastAPI app in the server)
+unchanged, its body limited the same way. Nothing here imports KServe, so a front end without it
+serves the same routes.
 
 Why not KServe's routes: they run each request through FastAPI dependency injection and pydantic
 (the larger part of their per-request cost), answer a JSON body sent as a form (``curl -d``) with
@@ -12,42 +21,73 @@ Why not KServe's routes: they run each request through FastAPI dependency inject
 
 from __future__ import annotations
 
+import re
+from urllib.parse import parse_qs
+
 import orjson
 
-from .codec import INFERENCE_HEADER_LENGTH, decode_v1, decode_v2_rest, encode_v1, encode_v2_rest, loads_json
-from .errors import INTERNAL, RequestTooLarge, describe, status_of
-from .inference import Registry, infer
+from .codec import INFERENCE_HEADER_LENGTH, encode_v1, encode_v2_rest
+from .errors import INTERNAL, ModelNotReady, RequestTooLarge, describe, status_of
+from .inference import Registry, ServingState, infer, lookup, model_metadata, model_ready, server_ready
+from .management import ManagementAccess
+from .offload import BodyDecoder
 
 V1_PREFIX, V1_SUFFIX = "/v1/models/", ":predict"
 V2_PREFIX, V2_SUFFIX = "/v2/models/", "/infer"
 JSON_HEADERS = [(b"content-type", b"application/json")]
+V2_MODEL = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<ready>/ready)?")
+V1_MODEL = re.compile(r"/v1/models/(?P<name>[^/:]+)")
+REPOSITORY_MODEL = re.compile(r"/v2/repository/models/(?P<name>[^/]+)/(?:load|unload)")
+# JSON bodies past this size are decoded in a helper process (offload.py; docs/architecture.md).
+OFFLOAD_BYTES = 256 * 1024
 
 
-class InferenceRoutes:
-    def __init__(self, app, registry: Registry, max_body_bytes: int):
+class DataPlaneRoutes:
+    def __init__(
+        self,
+        app,
+        registry: Registry,
+        max_body_bytes: int,
+        state: ServingState | None = None,
+        management: ManagementAccess | None = None,
+    ):
         self.app = app
         self.registry = registry
         self.max_body_bytes = max_body_bytes
+        self.state = state or ServingState()
+        self.management = management or ManagementAccess()
+        self.decoder = BodyDecoder(OFFLOAD_BYTES)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        method, path = scope["method"], scope["path"]
+        if method == "GET":
+            try:
+                answer = self._get(path, scope.get("query_string", b""))
+            except Exception as exc:
+                return await _respond(send, status_of(exc).http, _error(describe(exc)))
+            if answer is not None:
+                return await _respond(send, answer[0], orjson.dumps(answer[1]))
+            return await self.app(scope, receive, send)
+        if method != "POST":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        route = _match(scope["path"])
+        route = _match(path)
         if route is None or _is_cloudevent(headers):
-            # KServe's route does the CloudEvents decoding and encoding; it gets the body we read.
             try:
+                if path.startswith("/v2/repository/"):
+                    self._check_management(path, headers)
                 body = await self._read_body(receive, headers)
-            except RequestTooLarge as exc:
-                return await _respond(send, 413, _error(str(exc)))
+            except Exception as exc:
+                return await _respond(send, status_of(exc).http, _error(describe(exc)))
+            # KServe's route does the rest (and CloudEvents); it gets the body we read.
             return await self.app(scope, _replay(body, receive), send)
         protocol, name, version = route
 
         async def read():
             body = await self._read_body(receive, headers)
-            if protocol == "v1":
-                return decode_v1(loads_json(body))
-            return decode_v2_rest(body, headers.get(INFERENCE_HEADER_LENGTH))
+            return await self.decoder.decode(protocol, body, headers.get(INFERENCE_HEADER_LENGTH))
 
         encode = encode_v1 if protocol == "v1" else encode_v2_rest
         try:
@@ -57,6 +97,34 @@ class InferenceRoutes:
             message = f"model {name} failed: {describe(exc)}" if status is INTERNAL else describe(exc)
             return await _respond(send, status.http, _error(message))
         await _respond(send, 200, body, response_headers)
+
+    def close(self) -> None:
+        self.decoder.close()
+
+    def _get(self, path: str, query: bytes) -> tuple[int, dict] | None:
+        """(status, body) for the health, readiness and metadata routes; None for any other path."""
+        if path == "/v2/health/live":
+            return 200, {"live": True}
+        if path == "/v2/health/ready":
+            if server_ready(self.registry, self.state):
+                return 200, {"ready": True}
+            return 503, {"error": "the server is not ready (no model loaded, or shutting down)", "ready": False}
+        match = V2_MODEL.fullmatch(path) or V1_MODEL.fullmatch(path)
+        if match is None:
+            return None
+        name = match["name"]
+        version = match.groupdict().get("version") or _query_version(query)
+        if match.re is V2_MODEL and not match["ready"]:
+            return 200, model_metadata(self.registry, name, version)
+        if not model_ready(self.registry, name, version, self.state):
+            raise ModelNotReady(f"Model with name {name} is not ready.")
+        return 200, {"name": name, "ready": True}
+
+    def _check_management(self, path: str, headers: dict) -> None:
+        self.management.check(headers.get("authorization"))
+        match = REPOSITORY_MODEL.fullmatch(path)
+        if match:
+            lookup(self.registry, match["name"])  # 404 for a model that does not exist
 
     async def _read_body(self, receive, headers: dict) -> bytes:
         declared = headers.get("content-length")
@@ -72,6 +140,11 @@ class InferenceRoutes:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def _query_version(query: bytes) -> str | None:
+    values = parse_qs(query.decode("latin-1")).get("model_version")
+    return values[0] if values else None
 
 
 def _match(path: str) -> tuple[str, str, str | None] | None:

@@ -17,6 +17,7 @@ from .codec import Tensor
 from .errors import ArtifactError, InvalidInput
 from .metadata import Feature
 
+CONVERT_CHUNK_ROWS = 8192
 # Said when a type was derived from the estimator, not declared, and the request disagrees.
 DECLARE_HINT = '; if it takes strings, declare it with datatype BYTES in metadata.json "features"'
 
@@ -93,6 +94,10 @@ class InputSchema:
 
     def from_rows(self, instances) -> np.ndarray | pd.DataFrame:  # noqa: F821
         """V1 ``instances``: a list of rows, each a list of values or an object keyed by name."""
+        if isinstance(instances, np.ndarray):  # rows of numbers, decoded in the helper (offload.py)
+            if self.numeric and instances.shape[0] and self.n_features in (None, instances.shape[1]):
+                return self._checked(instances.astype(np.float64, copy=False))
+            instances = instances.tolist()  # let the checking path name what is wrong
         if not isinstance(instances, list) or not instances:
             raise InvalidInput('"instances" must be a non-empty list of rows')
         if self.documents and isinstance(instances[0], (str, bytes)):
@@ -255,15 +260,20 @@ class InputSchema:
 
 
 def _fast_numeric_matrix(rows: list, n_features: int | None) -> np.ndarray | None:
-    """One C-level conversion for the common case; None sends the caller to the checking path.
-    (All-boolean rows come out as kind "b" and take the checking path, which also allows them.)"""
-    try:
-        matrix = np.array(rows)
-    except (ValueError, TypeError):
-        return None
-    if matrix.ndim == 2 and matrix.dtype.kind in "iuf" and n_features in (None, matrix.shape[1]):
-        return matrix.astype(np.float64, copy=False)
-    return None
+    """One C-level conversion per chunk of rows for the common case; None sends the caller to the
+    checking path. (All-boolean rows come out as kind "b" and take the checking path, which also
+    allows them.) Large requests are converted in chunks so that the conversion, done in a worker
+    thread, lets the event loop take the GIL in between."""
+    parts = []
+    for start in range(0, len(rows), CONVERT_CHUNK_ROWS):
+        try:
+            part = np.array(rows[start : start + CONVERT_CHUNK_ROWS])
+        except (ValueError, TypeError):
+            return None
+        if part.ndim != 2 or part.dtype.kind not in "iuf" or n_features not in (None, part.shape[1]):
+            return None
+        parts.append(part.astype(np.float64, copy=False))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _row_width(row, i: int) -> int:

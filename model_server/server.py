@@ -1,10 +1,21 @@
-"""KServe's ModelServer with our fixes wired in: readiness, metadata, errors, the fast inference routes."""
+"""KServe's ModelServer with our fixes wired in: the data-plane routes, readiness, errors, drain.
+
+Shutdown (SIGTERM, or SIGINT) drains before it stops: readiness answers not-ready at once while
+the server keeps serving for ``--drain_seconds`` (Kubernetes endpoints, kube-proxy and ingresses
+take seconds to stop routing to a terminating pod; stock KServe closes its listener within
+0.1 s, so every request in that window is refused), every response meanwhile says
+``Connection: close``; then the listeners close, requests in flight get ``--grace_seconds`` to
+finish (gRPC clients get a GOAWAY), idle connections are closed, and the process exits 0. A
+second signal skips what is left of the drain.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import signal
 
 from fastapi.responses import JSONResponse
 from kserve import ModelServer
@@ -13,8 +24,10 @@ from kserve.protocol.dataplane import DataPlane
 
 from . import errors
 from .grpc_server import SklearnGRPCServer
-from .http_protocol import CoalescingHttpToolsProtocol
-from .rest import InferenceRoutes
+from .http_protocol import ServerHttpProtocol
+from .inference import ServingState, model_metadata, model_ready, server_ready
+from .management import ManagementAccess
+from .rest import DataPlaneRoutes
 from .settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -32,22 +45,22 @@ for _theirs, _ours in (
 
 
 class ReadinessAwareDataPlane(DataPlane):
-    """Stock KServe reports the server ready even with no model loaded; Kubernetes would then
-    route traffic to a pod that can only answer errors. Ready here means: every registered
-    model is loaded, and there is at least one."""
+    """KServe's data plane, for the routes and RPCs that remain KServe's (gRPC ServerReady, ...):
+    readiness and metadata from the core, which knows about draining and versions. (Stock KServe
+    reports the server ready even with no model loaded.)"""
+
+    def __init__(self, model_registry, state: ServingState):
+        super().__init__(model_registry=model_registry)
+        self.state = state
 
     async def ready(self) -> bool:
-        models = self.model_registry.get_models()
-        return bool(models) and all(model.ready for model in models.values())
+        return server_ready(self.model_registry, self.state)
+
+    async def model_ready(self, model_name: str, disable_predictor_health_check: bool = False) -> bool:
+        return model_ready(self.model_registry, model_name, None, self.state)
 
     async def model_metadata(self, model_name: str) -> dict:
-        metadata = await super().model_metadata(model_name)
-        model = self.get_model_from_registry(model_name)
-        version = getattr(model, "version", None)
-        metadata["platform"] = "sklearn"
-        if version is not None:
-            metadata["versions"] = [version]
-        return metadata
+        return model_metadata(self.model_registry, model_name, None)
 
 
 class SklearnModelServer(ModelServer):
@@ -67,15 +80,20 @@ class SklearnModelServer(ModelServer):
             timeout_keep_alive=settings.timeout_keep_alive,
             ssl_certfile=settings.ssl_certfile,
             ssl_keyfile=settings.ssl_keyfile,
+            grace_period=settings.grace_seconds,
         )
         self.settings = settings
+        self.state = ServingState()
+        self.management = ManagementAccess(settings.repository_api, settings.bearer_token)
+        self._drain: asyncio.Task | None = None
+        self._skip_drain = asyncio.Event()
         if not settings.access_log:
             # KServe's logging setup (in super().__init__) gives uvicorn.access a handler. Uvicorn
             # decides per connection with hasHandlers(), and formats the line's arguments (client
             # address, quoted path) before the logger's level could discard it: no handler at all.
             access = logging.getLogger("uvicorn.access")
             access.handlers, access.propagate = [], False
-        self.dataplane = ReadinessAwareDataPlane(model_registry=self.registered_models)
+        self.dataplane = ReadinessAwareDataPlane(self.registered_models, self.state)
 
     def start(self, models) -> None:
         if self.settings.enable_grpc:
@@ -86,10 +104,16 @@ class SklearnModelServer(ModelServer):
                 self.model_repository_extension,
                 kwargs=vars(self.settings),
                 grace_period=self.grace_period,
+                state=self.state,
+                management=self.management,
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
         _use_event_loop(self.event_loop)
         super().start(models)
+
+    def register_signal_handler(self) -> None:
+        """KServe's handlers would stop the servers at once: ours drain first (installed on the
+        event loop in _serve)."""
 
     async def _serve(self) -> None:
         # The inference routes go outermost, in front of everything uvicorn would run for a
@@ -99,15 +123,27 @@ class SklearnModelServer(ModelServer):
         # request). Uvicorn builds that chain in config.load(), done here, just before the servers
         # start, instead of inside serve(). Every other route still takes the whole chain.
         # Connections are handled by uvicorn's httptools protocol with coalesced writes.
+        settings = self.settings
         rest = self._rest_server
         if rest is not None:
             config = rest.config
-            config.http = CoalescingHttpToolsProtocol
+            config.http = ServerHttpProtocol.configured(
+                settings.max_header_bytes, settings.header_timeout_seconds, self.state
+            )
             config.load()
-            config.loaded_app = InferenceRoutes(
-                config.loaded_app, registry=self.registered_models, max_body_bytes=self.settings.max_request_bytes
+            config.loaded_app = DataPlaneRoutes(
+                config.loaded_app,
+                registry=self.registered_models,
+                max_body_bytes=settings.max_request_bytes,
+                state=self.state,
+                management=self.management,
             )
             _answer_errors_from_our_table(rest)
+            # Uvicorn would begin its shutdown at the first SIGTERM, closing the listener at once.
+            rest._server.capture_signals = contextlib.nullcontext
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
         # Everything loaded so far (KServe, scikit-learn, pandas, the model) lives as long as the
         # process. Left in the collector's oldest generation, every full collection walks all of
         # it: long pauses, every few seconds under load. Frozen, full collections scan only what
@@ -115,6 +151,28 @@ class SklearnModelServer(ModelServer):
         gc.freeze()
         gc.enable()
         await super()._serve()
+
+    def _on_signal(self, sig: int) -> None:
+        if self._drain is None:
+            self._drain = asyncio.create_task(self._drain_then_stop(signal.Signals(sig).name))
+        else:
+            logger.info("second signal: no more draining")
+            self._skip_drain.set()
+
+    async def _drain_then_stop(self, name: str) -> None:
+        self.state.draining = True
+        logger.info("%s: readiness now answers not-ready; serving %gs more", name, self.settings.drain_seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._skip_drain.wait(), self.settings.drain_seconds)
+        await self._stop_servers()
+
+    async def _stop_servers(self) -> None:
+        logger.info("stopping: listeners closed, requests in flight have %gs to finish", self.settings.grace_seconds)
+        if self._rest_server is not None:
+            self._rest_server._server.should_exit = True  # uvicorn's own graceful shutdown
+            self._rest_server.config.loaded_app.close()
+        if self._grpc_server is not None:
+            await self._grpc_server.stop()  # GOAWAY, then up to the grace period for calls in flight
 
 
 def _answer_errors_from_our_table(rest) -> None:

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
@@ -147,6 +149,55 @@ class ServerSettings(ModelSettings):
     max_request_bytes: int = setting(
         16 * 1024 * 1024, "Largest accepted HTTP request body; larger ones get 413.", int, minimum=1
     )
+    max_request_rows: int = setting(
+        100_000,
+        "Most rows one request may carry (every protocol); more get 413. With --max_request_bytes it "
+        "bounds what one request can cost in memory.",
+        int,
+        minimum=1,
+    )
+    max_header_bytes: int = setting(
+        64 * 1024,
+        "Largest HTTP request head (request line and headers); larger ones get 431 and the connection is closed.",
+        int,
+        minimum=1024,
+    )
+    header_timeout_seconds: float = setting(
+        10.0,
+        "A connection must send a whole request head within this many seconds of opening, or of "
+        "starting a request, else it is closed (slow or silent clients hold no connection for long).",
+        float,
+        minimum=0.1,
+    )
+    drain_seconds: float = setting(
+        5.0,
+        "On SIGTERM, readiness answers not-ready at once and the server keeps serving this long, so "
+        "that Kubernetes endpoints, kube-proxy and ingresses stop sending traffic before the listener "
+        "closes; they take a few seconds to see a terminating pod.",
+        float,
+        minimum=0,
+    )
+    grace_seconds: float = setting(
+        20.0,
+        "After the drain: how long requests in flight may take to finish before the server stops.",
+        float,
+        minimum=0,
+    )
+    repository_api: bool = setting(
+        False,
+        "Serve the model repository API (POST /v2/repository/models/{name}/load and /unload, their "
+        "gRPC twins). Off: they answer 404 / UNIMPLEMENTED saying how to enable them.",
+        boolean,
+    )
+    management_token: str | None = setting(
+        None,
+        "Bearer token the repository API requires (Authorization: Bearer TOKEN; 401 without it). "
+        "Prefer the variable, or --management_token_file, to a flag visible in the process list.",
+        optional(str),
+    )
+    management_token_file: str | None = setting(
+        None, "File holding the management token (a mounted Kubernetes Secret, say).", optional(str)
+    )
     access_log: bool = setting(
         False,
         "Log one line per HTTP request (uvicorn's access log; KServe logs it always). Off by default: at "
@@ -203,8 +254,22 @@ class ServerSettings(ModelSettings):
         8 * 1024 * 1024, "Largest gRPC message received, in bytes.", int, minimum=1
     )
 
+    @functools.cached_property
+    def bearer_token(self) -> str | None:
+        """The repository API's token: --management_token, or the contents of --management_token_file."""
+        if not self.management_token_file:
+            return self.management_token
+        try:
+            return Path(self.management_token_file).read_text().strip()
+        except OSError as exc:
+            raise SettingsError(f"--management_token_file {self.management_token_file}: {exc.strerror}") from None
+
     def check(self) -> None:
         super().check()
+        if self.management_token and self.management_token_file:
+            raise SettingsError("give --management_token or --management_token_file, not both")
+        if not self.bearer_token and self.management_token_file:
+            raise SettingsError(f"--management_token_file {self.management_token_file} is empty")
         if self.workers != 1:
             # KServe's multi-process mode re-imports its app in spawned children, without the routes,
             # readiness and batching added here. Scale out with replicas (see the Helm chart) instead.

@@ -127,3 +127,19 @@ def test_grpc_floor_serves_and_measures_every_call():
     assert done.returncode == 0, done.stderr[-2000:]
     rate = float(done.stdout.splitlines()[-1].split(": ")[1].split(" ")[0].replace(",", ""))
     assert rate > 0  # a run with any failed call exits non-zero ("invalid run")
+
+
+def test_soak_harness_reports_minutes_and_memory_probes(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.soak", "--minutes", "2", "--minute-seconds", "2", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "soak.json").read_text())
+    assert [m["minute"] for m in result["minutes"]] == [1, 2]
+    assert all(m["requests"] > 0 and m["errors"] == 0 for m in result["minutes"])
+    assert [p["outcome"] for p in result["memory"]][:2] == ["413", "200"]
+    assert "20 of 20 connections closed" in result["memory"][2]["outcome"]
+    assert (tmp_path / "soak.md").read_text() in done.stdout

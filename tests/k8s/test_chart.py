@@ -159,6 +159,44 @@ def test_scheduling_values_land_on_every_predictor_pod(helm, schema_validator, e
     assert set(values["podLabels"]).isdisjoint(isvc["metadata"]["labels"])
 
 
+def server_env(predictor: dict) -> list:
+    container = predictor.get("model") or predictor["containers"][0]
+    return container.get("env", [])
+
+
+def test_shutdown_and_management_settings_reach_the_server(helm):
+    objects = helm_template(helm)
+    assert runtime_of(objects)["args"][-3:] == ["--drain_seconds=5", "--grace_seconds=20", "--repository_api=false"]
+    assert isvc_of(objects)["spec"]["predictor"]["terminationGracePeriodSeconds"] == 30
+    assert server_env(isvc_of(objects)["spec"]["predictor"]) == []
+    isvc = isvc_of(helm_template(helm, "-f", str(SCHEDULING_VALUES)))
+    token = {
+        "name": "MODEL_SERVER_MANAGEMENT_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "model-server-management", "key": "token"}},
+    }
+    for predictor in predictors_of(isvc):
+        assert predictor["terminationGracePeriodSeconds"] == 45 and token in server_env(predictor)
+    custom = isvc_of(
+        helm_template(
+            helm, "-f", str(SCHEDULING_VALUES), "--set", "canary.enabled=false", "--set", "customContainer.enabled=true"
+        )
+    )
+    container = custom["spec"]["predictor"]["containers"][0]
+    assert (
+        token in container["env"]
+        and "--drain_seconds=10" in container["args"]
+        and "--repository_api=true" in container["args"]
+    )
+    # Knative: the queue-proxy drains, and Knative sets the pods' grace period.
+    assert "terminationGracePeriodSeconds" not in isvc_of(helm_template(helm, *KNATIVE))["spec"]["predictor"]
+
+
+def test_template_rejects_a_grace_period_shorter_than_the_drain(helm):
+    error = helm_template_error(helm, "--set", "terminationGracePeriodSeconds=25")
+    assert "terminationGracePeriodSeconds (25) must exceed server.drainSeconds + server.graceSeconds (25)" in error
+    helm_template(helm, "--set", "terminationGracePeriodSeconds=25", *KNATIVE)  # not Knative's to check
+
+
 def test_hpa_values(helm):
     objects = helm_template(helm, "-f", str(CHART / "ci" / "standard-hpa-values.yaml"))
     isvc = isvc_of(objects)
@@ -297,6 +335,9 @@ def test_custom_container_runs_the_image_without_a_runtime(helm):
         "--model_dir=/mnt/models",
         "--http_port=8080",
         "--grpc_port=8081",
+        "--drain_seconds=5",
+        "--grace_seconds=20",
+        "--repository_api=false",
         "--max_batch_size=64",
     ]
     assert {"name": "STORAGE_URI", "value": "gs://kfserving-examples/models/sklearn/1.0/model"} in container["env"]

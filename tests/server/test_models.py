@@ -253,7 +253,7 @@ def test_request_size_limit_is_413_configurable_and_counted(demo_model_dir, args
 
 
 def test_readiness_follows_the_model(demo_model_dir):
-    with start_server(demo_model_dir, "iris") as served:
+    with start_server(demo_model_dir, "iris", "--repository_api=true") as served:
         url = served.http_url
         assert httpx.get(f"{url}/v2/health/ready").status_code == 200
         assert httpx.post(f"{url}/v2/repository/models/iris/unload").status_code == 200

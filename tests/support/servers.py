@@ -56,7 +56,9 @@ def start_server(model_dir, model_name: str = "iris", *extra_args: str, env: dic
         *extra_args,
     ]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        # No drain unless a test asks for one: every test's server would wait drain_seconds to stop.
+        environment = {**os.environ, "MODEL_SERVER_DRAIN_SECONDS": "0", **(env or {})}
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
     served = ServedModel(
         f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", model_name, Path(model_dir), process, log_path
     )

@@ -9,7 +9,8 @@ import pytest
 
 from model_server.codec import INFERENCE_HEADER_LENGTH
 from model_server.inference import Models, ServedModel
-from model_server.rest import InferenceRoutes
+from model_server.management import ManagementAccess
+from model_server.rest import DataPlaneRoutes
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
@@ -29,7 +30,7 @@ class Downstream:
 
 @pytest.fixture
 def routes(iris_predictor):
-    return InferenceRoutes(Downstream(), Models(iris=ServedModel("iris", iris_predictor)), max_body_bytes=4096)
+    return DataPlaneRoutes(Downstream(), Models(iris=ServedModel("iris", iris_predictor)), max_body_bytes=4096)
 
 
 def send(routes, method, path, **kwargs) -> httpx.Response:
@@ -91,9 +92,61 @@ def test_errors_answered_with_their_status(routes, path, body, status, message):
 
 
 def test_other_routes_pass_through_with_their_body(routes):
-    assert send(routes, "GET", "/v2/models/iris").status_code == 299
-    assert send(routes, "POST", "/v2/repository/models/iris/load", content=b"{}").status_code == 299
-    assert routes.app.seen == [("GET", "/v2/models/iris", b""), ("POST", "/v2/repository/models/iris/load", b"{}")]
+    assert send(routes, "GET", "/v2/models").status_code == 299
+    assert send(routes, "POST", "/v2/models/iris:explain", content=b"{}").status_code == 299
+    assert routes.app.seen == [("GET", "/v2/models", b""), ("POST", "/v2/models/iris:explain", b"{}")]
+
+
+@pytest.mark.parametrize(
+    "path,status,body",
+    [
+        ("/v2/health/live", 200, {"live": True}),
+        ("/v2/health/ready", 200, {"ready": True}),
+        ("/v2/models/iris/ready", 200, {"name": "iris", "ready": True}),
+        ("/v2/models/iris/versions/1/ready", 200, {"name": "iris", "ready": True}),
+        ("/v2/models/iris/ready?model_version=1", 200, {"name": "iris", "ready": True}),
+        ("/v1/models/iris", 200, {"name": "iris", "ready": True}),
+        ("/v2/models/iris/versions/2/ready", 404, {"error": "model iris has version 1, not 2"}),
+        ("/v2/models/nope", 404, {"error": "Model with name nope does not exist."}),
+        ("/v2/models/iris/versions/2?x=1", 404, {"error": "model iris has version 1, not 2"}),
+    ],
+)
+def test_health_readiness_and_versions_answered_here(routes, path, status, body):
+    response = send(routes, "GET", path)
+    assert (response.status_code, response.json()) == (status, body)
+
+
+@pytest.mark.parametrize("path", ["/v2/models/iris", "/v2/models/iris/versions/1", "/v2/models/iris?model_version=1"])
+def test_metadata_for_every_served_version(routes, path):
+    metadata = send(routes, "GET", path).json()
+    assert metadata["name"] == "iris" and metadata["versions"] == ["1"] and metadata["platform"] == "sklearn"
+    assert [i["name"] for i in metadata["inputs"]][:1] == ["sepal_length"] and len(metadata["outputs"]) == 3
+
+
+def test_draining_turns_readiness_off_but_keeps_serving(routes):
+    routes.state.draining = True
+    assert send(routes, "GET", "/v2/health/ready").status_code == 503
+    assert send(routes, "GET", "/v2/models/iris/ready").status_code == 503
+    assert send(routes, "POST", "/v1/models/iris:predict", json={"instances": ROWS}).status_code == 200
+
+
+def test_repository_api_is_off_by_default(routes):
+    response = send(routes, "POST", "/v2/repository/models/iris/unload")
+    assert response.status_code == 404 and "--repository_api" in response.json()["error"]
+    assert routes.app.seen == []
+
+
+def test_repository_api_with_a_token(iris_predictor):
+    registry = Models(iris=ServedModel("iris", iris_predictor))
+    routes = DataPlaneRoutes(Downstream(), registry, 4096, management=ManagementAccess(True, "s3cret"))
+    path = "/v2/repository/models/iris/load"
+    assert send(routes, "POST", path).status_code == 401
+    assert send(routes, "POST", path, headers={"authorization": "Bearer wrong"}).status_code == 401
+    good = {"authorization": "Bearer s3cret"}
+    missing = send(routes, "POST", "/v2/repository/models/nope/load", headers=good)
+    assert missing.status_code == 404 and "does not exist" in missing.json()["error"]
+    assert send(routes, "POST", path, headers=good).status_code == 299
+    assert [seen[1] for seen in routes.app.seen] == [path]
 
 
 def test_cloudevents_go_to_the_app_behind(routes):
@@ -103,5 +156,5 @@ def test_cloudevents_go_to_the_app_behind(routes):
 
 
 def test_pass_through_bodies_are_limited_too(routes):
-    response = send(routes, "POST", "/v2/repository/models/iris/load", content=b"x" * 5000)
+    response = send(routes, "POST", "/v2/models/iris:explain", content=b"x" * 5000)
     assert response.status_code == 413 and routes.app.seen == []

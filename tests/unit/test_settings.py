@@ -21,6 +21,14 @@ OTHER_VALUES = {
     "grpc_port": ("9001", 9001),
     "enable_grpc": ("false", False),
     "max_request_bytes": ("1024", 1024),
+    "max_request_rows": ("10", 10),
+    "max_header_bytes": ("4096", 4096),
+    "header_timeout_seconds": ("2.5", 2.5),
+    "drain_seconds": ("0", 0.0),
+    "grace_seconds": ("3", 3.0),
+    "repository_api": ("true", True),
+    "management_token": ("s3cret", "s3cret"),
+    "management_token_file": (__file__, __file__),
     "access_log": ("true", True),
     "enable_latency_logging": ("yes", True),
     "workers": ("1", 1),
@@ -76,6 +84,26 @@ def test_unusable_values_stop_with_a_message_naming_them(capsys, argv, environ, 
     with pytest.raises(SystemExit) as exit_:
         ServerSettings.from_args(argv, environ=environ)
     assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_management_token_from_a_file(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("from-a-secret\n")
+    assert ServerSettings.from_args(["--management_token_file", str(token)], environ={}).bearer_token == "from-a-secret"
+    assert ServerSettings.from_args([], environ={"MODEL_SERVER_MANAGEMENT_TOKEN": "t"}).bearer_token == "t"
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--management_token_file", "/nonexistent/token"], "--management_token_file /nonexistent/token: No such file"),
+        (["--management_token", "a", "--management_token_file", __file__], "not both"),
+    ],
+)
+def test_management_token_mistakes(capsys, argv, message):
+    with pytest.raises(SystemExit):
+        ServerSettings.from_args(argv, environ={})
     assert message in capsys.readouterr().err
 
 

@@ -5,6 +5,23 @@
 - --model_dir=/mnt/models
 - --http_port=8080
 - --grpc_port=8081
+- {{ printf "--drain_seconds=%v" .Values.server.drainSeconds | quote }}
+- {{ printf "--grace_seconds=%v" .Values.server.graceSeconds | quote }}
+- {{ printf "--repository_api=%t" .Values.server.repositoryApi | quote }}
+{{- end }}
+
+{{/* The server's environment: model.env, and the management token from its Secret. */}}
+{{- define "model-server.serverEnv" -}}
+{{- with .Values.server.managementTokenSecret }}
+- name: MODEL_SERVER_MANAGEMENT_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: token
+{{- end }}
+{{- with .Values.model.env }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -7,6 +7,9 @@ pods only (not on the InferenceService, its transformer or explainer).
 */}}
 {{- define "model-server.predictorPod" -}}
 automountServiceAccountToken: false
+{{- if eq .Values.deploymentMode "Standard" }}
+terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+{{- end }}
 {{- with .Values.serviceAccountName }}
 serviceAccountName: {{ . }}
 {{- end }}
@@ -66,15 +69,16 @@ containers:
       {{- range .args }}
       - {{ . | quote }}
       {{- end }}
-    {{- if or .storageUri $v.model.env }}
+    {{- $env := include "model-server.serverEnv" .root | trim }}
+    {{- if or .storageUri $env }}
     env:
       {{- with .storageUri }}
       # Makes KServe's storage initializer download the model into /mnt/models.
       - name: STORAGE_URI
         value: {{ . | quote }}
       {{- end }}
-      {{- with $v.model.env }}
-      {{- toYaml . | nindent 6 }}
+      {{- with $env }}
+      {{- . | nindent 6 }}
       {{- end }}
     {{- end }}
     {{- include "model-server.serverPortsAndProbes" .root | trim | nindent 4 }}
@@ -108,9 +112,9 @@ model:
     - {{ . | quote }}
     {{- end }}
   {{- end }}
-  {{- with $v.model.env }}
+  {{- with include "model-server.serverEnv" .root | trim }}
   env:
-    {{- toYaml . | nindent 4 }}
+    {{- . | nindent 4 }}
   {{- end }}
   {{- include "model-server.containerHardening" .root | trim | nindent 2 }}
 {{- end }}

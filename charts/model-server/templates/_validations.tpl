@@ -1,6 +1,10 @@
 {{/* Rules values.schema.json cannot express (they compare two values). */}}
 {{- define "model-server.validate" -}}
 {{- $a := .Values.autoscaling -}}
+{{- $s := .Values.server -}}
+{{- if and (eq .Values.deploymentMode "Standard") (le (float64 .Values.terminationGracePeriodSeconds) (addf $s.drainSeconds $s.graceSeconds)) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed server.drainSeconds + server.graceSeconds (%v): Kubernetes would kill the pod before it drained" .Values.terminationGracePeriodSeconds (addf $s.drainSeconds $s.graceSeconds)) }}
+{{- end }}
 {{- if lt (int $a.maxReplicas) (int $a.minReplicas) }}
 {{- fail (printf "autoscaling.maxReplicas (%d) must be >= autoscaling.minReplicas (%d)" (int $a.maxReplicas) (int $a.minReplicas)) }}
 {{- end }}

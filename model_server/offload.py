@@ -1,0 +1,137 @@
+"""Large request bodies are decoded in a helper process, not on the event loop.
+
+Parsing a 12 MB V1 body is one C call of about half a second (orjson holds the GIL throughout), so
+in a thread it would still stop every other request for that long; and its million Python floats
+are what grows a server's memory by hundreds of megabytes. The helper process parses the body and
+hands back numpy arrays (V1 rows become one float64 matrix when they are all numbers), which cost
+a few milliseconds to receive and check. The helper starts with the first large body, so a server
+that never sees one pays nothing for it; it gives the memory it used back to the system after
+each body, and if it dies, the next large body starts another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+import pickle
+import struct
+import sys
+
+import numpy as np
+
+from .codec import V1Request, V2Request, decode_v1, decode_v2_rest, loads_json
+from .errors import InvalidInput, ModelFailure
+
+logger = logging.getLogger(__name__)
+FRAME = struct.Struct("<Q")  # the length of each pickled message on the pipe
+
+
+class BodyDecoder:
+    """Decodes V1 and V2 REST bodies: small ones at once, larger than ``threshold`` bytes of JSON
+    in the helper (``python -m model_server.offload``, talking over its stdin and stdout). Not
+    multiprocessing: its spawned children import the parent's ``__main__``, the whole server."""
+
+    def __init__(self, threshold: int):
+        self.threshold = threshold
+        self._helper: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()  # one body at a time through the pipe
+
+    async def decode(self, protocol: str, body: bytes, header_length: str | None) -> V1Request | V2Request:
+        json_bytes = int(header_length) if header_length and header_length.isdigit() else len(body)
+        if json_bytes <= self.threshold:  # binary tensors cost nothing to parse: only JSON counts
+            return decode_body(protocol, body, header_length)
+        async with self._lock:
+            helper = await self._running_helper()
+            try:
+                _write_frame(helper.stdin, pickle.dumps((protocol, body, header_length), pickle.HIGHEST_PROTOCOL))
+                await helper.stdin.drain()
+                (size,) = FRAME.unpack(await helper.stdout.readexactly(FRAME.size))
+                ok, value = pickle.loads(await helper.stdout.readexactly(size))
+            except (OSError, asyncio.IncompleteReadError):  # it died (killed for memory, say)
+                self._helper = None
+                raise ModelFailure(
+                    "the helper process that decodes large bodies stopped; it restarts with the next"
+                ) from None
+        if ok:
+            return value
+        raise value
+
+    async def _running_helper(self) -> asyncio.subprocess.Process:
+        if self._helper is None or self._helper.returncode is not None:
+            self._helper = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "model_server.offload",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            logger.info(
+                "started helper process %d to decode JSON bodies over %d bytes", self._helper.pid, self.threshold
+            )
+        return self._helper
+
+    def close(self) -> None:
+        if self._helper is not None and self._helper.returncode is None:
+            self._helper.stdin.close()  # it exits at end of input
+
+
+def _write_frame(stream, payload: bytes) -> None:
+    stream.write(FRAME.pack(len(payload)))
+    stream.write(payload)
+
+
+def decode_body(protocol: str, body: bytes, header_length: str | None) -> V1Request | V2Request:
+    if protocol == "v1":
+        return decode_v1(loads_json(body))
+    return decode_v2_rest(body, header_length)
+
+
+def decode_in_helper(protocol: str, body: bytes, header_length: str | None) -> V1Request | V2Request:
+    """In the helper: decode, and turn V1 rows of numbers into a matrix (cheap to send back)."""
+    try:
+        request = decode_body(protocol, body, header_length)
+        if isinstance(request, V1Request) and isinstance(request.instances, list):
+            request.instances = _as_matrix(request.instances)
+        return request
+    finally:
+        _give_memory_back()
+
+
+def _as_matrix(instances: list):
+    try:
+        matrix = np.array(instances)
+    except (ValueError, TypeError):
+        return instances
+    return matrix if matrix.ndim == 2 and matrix.dtype.kind in "iuf" else instances
+
+
+def _give_memory_back() -> None:
+    """glibc keeps freed heap for reuse; the parse of a large body freed hundreds of MB of it."""
+    libc = ctypes.util.find_library("c")
+    if libc:
+        trim = getattr(ctypes.CDLL(libc), "malloc_trim", None)
+        if trim is not None:
+            trim(0)
+
+
+def main() -> None:
+    """The helper: read (protocol, body, header length) messages, answer decoded requests or errors."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while header := stdin.read(FRAME.size):
+        (size,) = FRAME.unpack(header)
+        protocol, body, header_length = pickle.loads(stdin.read(size))
+        try:
+            answer = (True, decode_in_helper(protocol, body, header_length))
+        except InvalidInput as exc:
+            answer = (False, exc)
+        except Exception as exc:  # anything else: the server answers 500 with its name
+            answer = (False, ModelFailure(f"decoding failed: {type(exc).__name__}: {exc}"))
+        payload = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
+        stdout.write(FRAME.pack(len(payload)) + payload)
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

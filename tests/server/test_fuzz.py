@@ -1,0 +1,180 @@
+"""Fuzzing: no request a client can send makes the server fail with a 5xx / INTERNAL.
+
+The V1/V2 JSON fuzz runs in-process against the ASGI routes (thousands of bodies in seconds);
+the gRPC fuzz against the real server, through a real channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import httpx
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+from model_server.codec import GRPC_CONTENTS_FIELD, NUMPY_DTYPES
+from model_server.inference import Models, ServedModel
+from model_server.predictor import Predictor
+from model_server.rest import DataPlaneRoutes
+
+DATATYPES = [*NUMPY_DTYPES, "FP99", "int32", ""]
+NUMBERS = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+)
+SHAPES = st.one_of(
+    st.lists(st.integers(-2, 6), max_size=4),
+    st.lists(st.just(1), min_size=60, max_size=120),  # many dimensions
+    st.just([2**31, 4]),
+    st.lists(st.integers(0, 3), max_size=2).map(lambda s: [*s, 4]),
+)
+DATA = st.recursive(st.lists(NUMBERS, max_size=8), lambda inner: st.lists(inner, max_size=4), max_leaves=40)
+TENSOR = st.fixed_dictionaries(
+    {"name": st.sampled_from(["x", "sepal_length", "input-0"]), "datatype": st.sampled_from(DATATYPES)},
+    optional={
+        "shape": SHAPES,
+        "data": st.one_of(DATA, NUMBERS),
+        "parameters": st.one_of(st.none(), st.fixed_dictionaries({"binary_data_size": st.integers(-1, 40)})),
+    },
+)
+V2_BODY = st.fixed_dictionaries(
+    {"inputs": st.one_of(st.lists(TENSOR, max_size=5), st.none(), st.text(max_size=2))},
+    optional={
+        "outputs": st.lists(st.fixed_dictionaries({"name": st.sampled_from(["predict", "label", "x"])}), max_size=3),
+        "parameters": st.dictionaries(st.sampled_from(["binary_data_output", "x"]), st.booleans(), max_size=2),
+        "id": st.one_of(st.text(max_size=4), st.integers()),
+    },
+)
+V1_BODY = st.fixed_dictionaries(
+    {"instances": st.one_of(DATA, st.lists(st.dictionaries(st.sampled_from(["sepal_length", "x"]), NUMBERS)))},
+    optional={"parameters": st.dictionaries(st.sampled_from(["probabilities", "labels"]), NUMBERS, max_size=2)},
+)
+
+
+class Downstream:
+    async def __call__(self, scope, receive, send):
+        raise AssertionError(f"an inference request reached the app behind: {scope['path']}")
+
+
+@pytest.fixture(scope="module")
+def routes(demo_model_dir):
+    registry = Models(iris=ServedModel("iris", Predictor.load(demo_model_dir)))
+    return DataPlaneRoutes(Downstream(), registry, max_body_bytes=1 << 20)
+
+
+async def post(routes, path: str, body: bytes, headers=None) -> httpx.Response:
+    transport = httpx.ASGITransport(app=routes)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        return await client.post(path, content=body, headers=headers)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=V2_BODY, binary_tail=st.binary(max_size=40), with_header=st.booleans())
+def test_v2_bodies_never_get_a_5xx(routes, body, binary_tail, with_header):
+    header = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS) if _encodable(body) else b"{}"
+    headers = {"inference-header-content-length": str(len(header))} if with_header else None
+    response = asyncio.run(
+        post(routes, "/v2/models/iris/infer", header + (binary_tail if with_header else b""), headers)
+    )
+    assert response.status_code < 500, (body, response.text)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=V1_BODY)
+def test_v1_bodies_never_get_a_5xx(routes, body):
+    payload = orjson.dumps(body) if _encodable(body) else b'{"instances": []}'
+    response = asyncio.run(post(routes, "/v1/models/iris:predict", payload))
+    assert response.status_code < 500, (body, response.text)
+
+
+def _encodable(doc) -> bool:
+    try:
+        orjson.dumps(doc)
+        return True
+    except TypeError:  # integers past 64 bits: send them as text instead
+        return False
+
+
+@pytest.mark.parametrize("depth", [65, 100_000])
+def test_shapes_of_many_dimensions_are_client_errors(routes, depth):
+    body = {"inputs": [{"name": "x", "datatype": "FP16", "shape": [1] * depth, "data": [1.0]}]}
+    response = asyncio.run(post(routes, "/v2/models/iris/infer", orjson.dumps(body)))
+    assert response.status_code == 400 and f"has {depth} dimensions" in response.json()["error"]
+
+
+# -- gRPC against the real server ------------------------------------------------------------
+
+CONTENT_VALUES = {
+    "bool_contents": st.lists(st.booleans(), max_size=8),
+    "int_contents": st.lists(st.integers(-(2**31), 2**31 - 1), max_size=8),
+    "int64_contents": st.lists(st.integers(-(2**63), 2**63 - 1), max_size=8),
+    "uint_contents": st.lists(st.integers(0, 2**32 - 1), max_size=8),
+    "uint64_contents": st.lists(st.integers(0, 2**64 - 1), max_size=8),
+    "fp32_contents": st.lists(st.floats(width=32), max_size=8),
+    "fp64_contents": st.lists(st.floats(), max_size=8),
+    "bytes_contents": st.lists(st.binary(max_size=4), max_size=8),
+}
+
+
+@st.composite
+def grpc_requests(draw):
+    inputs, raw = [], []
+    use_raw = draw(st.booleans())
+    for _ in range(draw(st.integers(0, 3))):
+        datatype = draw(st.sampled_from(DATATYPES))
+        shape = draw(st.lists(st.integers(0, 5), max_size=3) | st.just([1] * 70))
+        tensor = pb.ModelInferRequest.InferInputTensor(name=draw(st.sampled_from(["x", "y"])), datatype=datatype)
+        tensor.shape.extend(shape)
+        if use_raw:
+            raw.append(draw(st.binary(max_size=80)))
+        else:
+            field = draw(st.sampled_from([GRPC_CONTENTS_FIELD.get(datatype, "fp64_contents"), *CONTENT_VALUES]))
+            getattr(tensor.contents, field).extend(draw(CONTENT_VALUES[field]))
+        inputs.append(tensor)
+    if use_raw and draw(st.booleans()):
+        raw.append(b"\0" * 8)  # a raw_input_contents count that disagrees
+    return pb.ModelInferRequest(
+        model_name="iris",
+        model_version=draw(st.sampled_from(["", "1", "2"])),
+        inputs=inputs,
+        raw_input_contents=raw,
+        outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name=n) for n in draw(st.lists(st.text(max_size=3)))],
+    )
+
+
+@pytest.fixture(scope="module")
+def stub(served_model):
+    with grpc.insecure_channel(served_model.grpc_target) as channel:
+        yield GRPCInferenceServiceStub(channel)
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(request=grpc_requests())
+def test_grpc_requests_never_get_internal(stub, request):
+    try:
+        stub.ModelInfer(request, timeout=10)
+    except grpc.RpcError as error:
+        assert error.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), error.details()
+
+
+@pytest.mark.parametrize(
+    "datatype,field,value",
+    [("INT8", "int_contents", 128), ("UINT8", "uint_contents", 256), ("INT16", "int_contents", 65536)],
+)
+def test_grpc_integers_out_of_range_are_invalid_argument_like_rest(stub, served_model, datatype, field, value):
+    tensor = pb.ModelInferRequest.InferInputTensor(name="x", datatype=datatype, shape=[1, 4])
+    getattr(tensor.contents, field).extend([value, 1, 1, 1])
+    with pytest.raises(grpc.RpcError) as error:
+        stub.ModelInfer(pb.ModelInferRequest(model_name="iris", inputs=[tensor]))
+    body = {"inputs": [{"name": "x", "datatype": datatype, "shape": [1, 4], "data": [value, 1, 1, 1]}]}
+    rest = httpx.post(f"{served_model.http_url}/v2/models/iris/infer", json=body)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details() == rest.json()["error"] and "must lie in" in rest.json()["error"]
