@@ -157,6 +157,18 @@ def test_model_that_accepts_nan(tmp_path):
             ),
             "unknown keys",
         ),
+        (
+            lambda d: (
+                dump(LinearRegression().fit([[1], [2]], [1, 2]), d)
+                and (d / "metadata.json").write_text('{"sha256": 123}')
+                and d
+            ),
+            "metadata.json: sha256 must be a string of 64 hex digits, got 123",
+        ),
+        (
+            lambda d: (d / "model.joblib").touch() or d,
+            "EOFError (the file is truncated or not a pickle)",
+        ),
     ],
 )
 def test_unservable_directory_exits_with_a_clear_error(tmp_path, make_dir, message):
@@ -165,6 +177,7 @@ def test_unservable_directory_exits_with_a_clear_error(tmp_path, make_dir, messa
         pass
     assert "server exited with 1" in str(error.value)
     assert message in str(error.value)
+    assert "Traceback" not in str(error.value)  # one line, not a stack
 
 
 def test_model_failure_is_500_logged_and_alone(tmp_path):
