@@ -1,4 +1,5 @@
-"""``python -m model_server``: serve one scikit-learn model directory over V1, V2 REST and V2 gRPC.
+"""``python -m model_server``: serve scikit-learn models over V1, V2 REST and V2 gRPC: one model
+directory, a versions directory, or a repository of models (``--model_repository``).
 
 Every setting is a flag and a ``MODEL_SERVER_*`` environment variable (``settings.py``); KServe's
 other flags (``--predictor_host``, ...) are accepted and ignored, as a ServingRuntime may pass them.
@@ -21,7 +22,7 @@ from kserve import logging as kserve_logging
 from kserve import model_server as kserve_model_server
 
 from .errors import ModelServerError, status_of
-from .model import SklearnModel
+from .model import SklearnModelRepository
 from .server import SklearnModelServer
 from .settings import ServerSettings
 
@@ -44,13 +45,16 @@ def main(argv: list[str] | None = None) -> None:
     # KServe 0.21's own routes use FastAPI's deprecated ORJSONResponse; the warning on the first
     # health check is for KServe's maintainers, and nothing a user of this server can act on.
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
-    model = SklearnModel(settings.model_name, settings)
-    try:
-        model.load()
-    except ModelServerError as exc:
-        logger.error("cannot serve %s: %s", settings.model_dir, exc)
-        sys.exit(status_of(exc).exit_code)
-    SklearnModelServer(settings).start([model])
+    repository = SklearnModelRepository(settings)
+    for name in repository.discover():
+        try:
+            repository.load_now(name)
+        except ModelServerError as exc:
+            if repository.root is None:  # the one model this server is for
+                logger.error("cannot serve %s: %s", settings.model_dir, exc)
+                sys.exit(status_of(exc).exit_code)
+            logger.error("model %s not loaded: %s", name, exc)  # the others serve; the index says why
+    SklearnModelServer(settings, repository).start(list(repository.models.values()))
 
 
 def _configure_logging(log_config_file: str | None) -> None:

@@ -21,8 +21,6 @@ from concurrent.futures import Executor
 
 import numpy as np
 
-from .metrics import BATCH_ROWS
-
 logger = logging.getLogger(__name__)
 
 Predictions = dict[str, np.ndarray]
@@ -38,12 +36,14 @@ class MicroBatcher:
         max_wait_s: float = 0.0,
         inline_rows: int = 0,
         inline_ok: Callable[[object], bool] | None = None,
+        observe_rows: Callable[[int], None] | None = None,
     ):
         self._predict = predict
         self._executor = executor
         # Batches up to inline_rows (and that inline_ok accepts, if given) run on the event loop.
         self.inline_rows = inline_rows
         self._inline_ok = inline_ok
+        self._observe_rows = observe_rows
         self.max_rows = max(1, max_rows)
         self.max_wait_s = max(0.0, max_wait_s)
         self._queue: deque[tuple[object, int, frozenset, asyncio.Future]] = deque()
@@ -66,6 +66,11 @@ class MicroBatcher:
         finally:
             self._worker = None
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing predicting."""
+        return self._worker is None and not self._queue
+
     def _queued_rows(self) -> int:
         return sum(item[1] for item in self._queue)
 
@@ -85,7 +90,8 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         X = _concat([item[0] for item in batch])
         outputs = frozenset().union(*(item[2] for item in batch))
-        BATCH_ROWS.observe(len(X))
+        if self._observe_rows is not None:
+            self._observe_rows(len(X))
         try:
             if len(X) <= self.inline_rows and (self._inline_ok is None or self._inline_ok(X)):
                 # microseconds of work: cheaper than a thread handoff

@@ -24,7 +24,7 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 
 from .codec import InferenceResponse, V2Request, decode_v2_grpc, tensor_to_bytes
 from .errors import INTERNAL, describe, status_of
-from .inference import ServingState, infer, lookup, model_metadata, model_ready
+from .inference import ServingState, infer, model_metadata, model_ready
 from .management import ManagementAccess
 
 logger = logging.getLogger(__name__)
@@ -85,17 +85,14 @@ class SklearnInferenceServicer(InferenceServicer):
         )
 
     async def RepositoryModelLoad(self, request, context):
-        await self._manage(request.model_name, context, self._mode_repository_extension.load)
+        self.management.check(dict(context.invocation_metadata()).get("authorization"))
+        await self.registry.load(request.model_name)
         return pb.RepositoryModelLoadResponse(model_name=request.model_name, isLoaded=True)
 
     async def RepositoryModelUnload(self, request, context):
-        await self._manage(request.model_name, context, self._mode_repository_extension.unload)
-        return pb.RepositoryModelUnloadResponse(model_name=request.model_name, isUnloaded=True)
-
-    async def _manage(self, name: str, context, action) -> None:
         self.management.check(dict(context.invocation_metadata()).get("authorization"))
-        lookup(self.registry, name)
-        await action(name)
+        await self.registry.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse(model_name=request.model_name, isUnloaded=True)
 
     async def ModelInfer(self, request, context):
         async def read():

@@ -33,26 +33,57 @@ Encoded = TypeVar("Encoded")
 
 
 class ServedModel:
-    """What a registry holds: a named model, ready or not, and its predictor. KServe's front end
-    mixes KServe's lifecycle into it (``model.SklearnModel``); KServe-free front ends use it as it is."""
+    """What a registry holds: a named model, ready or not, and the predictors of the versions it
+    serves. KServe's front end mixes KServe's lifecycle into it (``model.SklearnModel``);
+    KServe-free front ends use it as it is. A new set of versions replaces the old in one
+    assignment (``swap``): a request sees the old set or the new, never a mixture."""
 
     def __init__(self, name: str, predictor: Predictor | None = None):
         self.name = name
-        self.predictor = predictor
+        self._served: tuple[dict[str, Predictor], str | None] = ({}, None)
+        if predictor is not None:
+            self.swap({predictor.version: predictor})
         self.ready = predictor is not None
+
+    def swap(self, predictors: dict[str, Predictor]) -> None:
+        """Serve exactly these versions from now on; the newest is the default."""
+        self._served = (dict(predictors), max(predictors, key=version_order) if predictors else None)
+
+    @property
+    def predictors(self) -> dict[str, Predictor]:
+        return self._served[0]
 
     @property
     def version(self) -> str | None:
-        return self.predictor.version if self.predictor is not None else None
+        """The default version: the newest served."""
+        return self._served[1]
+
+    @property
+    def versions(self) -> list[str]:
+        return sorted(self._served[0], key=version_order)
+
+    @property
+    def predictor(self) -> Predictor | None:
+        predictors, default = self._served
+        return predictors.get(default) if default is not None else None
 
     def predictor_for(self, version: str | None) -> Predictor:
         """The predictor of ``version`` (None: the default one)."""
-        predictor = self.predictor
-        if predictor is None or not self.ready:
+        predictors, default = self._served
+        if not self.ready or default is None:
             raise ModelNotReady(f"Model with name {self.name} is not ready.")
-        if version is not None and version != predictor.version:
-            raise ModelNotFound(f"model {self.name} has version {predictor.version}, not {version}")
+        if version is None:
+            return predictors[default]
+        predictor = predictors.get(version)
+        if predictor is None:
+            served = ", ".join(sorted(predictors, key=version_order))
+            raise ModelNotFound(f"model {self.name} has version {served}, not {version}")
         return predictor
+
+
+def version_order(version: str) -> tuple:
+    """Numbered versions by number (10 after 9), others after them by name."""
+    return (0, int(version), "") if version.isdigit() else (1, 0, version)
 
 
 class Registry(Protocol):
@@ -61,6 +92,8 @@ class Registry(Protocol):
     def get_model(self, name: str) -> ServedModel | None: ...
 
     def get_models(self) -> dict[str, ServedModel]: ...
+
+    def all_ready(self) -> bool: ...
 
 
 class ServingState:
@@ -72,13 +105,16 @@ class ServingState:
 
 
 class Models(dict):
-    """A registry for front ends without KServe: ``{name: ServedModel}``."""
+    """A fixed registry for front ends without KServe: ``{name: ServedModel}``."""
 
     def get_model(self, name: str) -> ServedModel | None:
         return self.get(name)
 
     def get_models(self) -> dict[str, ServedModel]:
         return self
+
+    def all_ready(self) -> bool:
+        return bool(self) and all(model.ready for model in self.values())
 
 
 def lookup(registry: Registry, name: str) -> ServedModel:
@@ -89,10 +125,9 @@ def lookup(registry: Registry, name: str) -> ServedModel:
 
 
 def server_ready(registry: Registry, state: ServingState) -> bool:
-    """Ready: not draining, at least one model, and every registered model loaded (stock KServe
-    says ready with no model at all, and Kubernetes would route to a pod that can only fail)."""
-    models = registry.get_models()
-    return not state.draining and bool(models) and all(model.ready for model in models.values())
+    """Ready: not draining, and every model to be served loaded (stock KServe says ready with no
+    model at all, and Kubernetes would route to a pod that can only fail)."""
+    return not state.draining and registry.all_ready()
 
 
 def model_ready(registry: Registry, name: str, version: str | None, state: ServingState) -> bool:
@@ -107,10 +142,11 @@ def model_ready(registry: Registry, name: str, version: str | None, state: Servi
 
 def model_metadata(registry: Registry, name: str, version: str | None) -> dict:
     """The V2 model metadata: name, versions, platform, and the input and output tensors."""
-    predictor = lookup(registry, name).predictor_for(version)
+    model = lookup(registry, name)
+    predictor = model.predictor_for(version)
     return {
         "name": name,
-        "versions": [predictor.version],
+        "versions": model.versions,
         "platform": "sklearn",
         "inputs": predictor.inputs_metadata(),
         "outputs": predictor.outputs_metadata(),
@@ -126,16 +162,22 @@ async def infer(
     protocol: str,
     encode: Callable[[Request, InferenceResponse], Encoded],
 ) -> Encoded:
+    model = predictor = None
     try:
-        predictor = lookup(registry, name).predictor_for(version)
+        model = lookup(registry, name)
+        model.predictor_for(version)  # 404 / 503 before the body is read
         request = await read()
+        # The version's predictor as it is now, after the read: a swap meanwhile is seen here.
+        predictor = model.predictor_for(version)
         outputs = await predictor.infer(request)
         encoded = encode(request, InferenceResponse(name, predictor.version, outputs))
     except Exception as exc:
         status = status_of(exc)
         if status is INTERNAL:
             logger.exception("inference on model %s failed", name)
-        requests_counter(protocol, str(status.http)).inc()
+        # Labelled with a model and version only where they exist: request paths must not mint series.
+        labels = (name if model is not None else "", predictor.version if predictor is not None else "")
+        requests_counter(protocol, str(status.http), *labels).inc()
         raise
-    requests_counter(protocol, "200").inc()
+    requests_counter(protocol, "200", name, predictor.version).inc()
     return encoded

@@ -1,6 +1,7 @@
 """Prometheus metrics of our own; KServe's (request_predict_seconds, ...) stay as they are.
 
-Both are served by KServe's /metrics endpoint from the default registry.
+Every per-model series carries the model's name and version, so a canary's or a hot reload's
+versions can be told apart. Served by KServe's /metrics endpoint from the default registry.
 """
 
 import functools
@@ -10,18 +11,31 @@ from prometheus_client import Counter, Histogram
 BATCH_ROWS = Histogram(
     "model_server_batch_size",
     "Rows per estimator call (after micro-batching concurrent requests)",
+    ["model", "version"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+PREDICT_SECONDS = Histogram(
+    "model_server_predict_seconds",
+    "Seconds from a request's rows entering the batcher to its predictions (batching wait included)",
+    ["model", "version"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+LOAD_FAILURES = Counter(
+    "model_server_model_load_failures_total",
+    "Model versions that failed to load or to pass their check, and were refused",
+    ["model"],
 )
 REQUESTS = Counter(
     "model_server_requests_total",
     # One vocabulary for every protocol: the HTTP status of the outcome (a gRPC INVALID_ARGUMENT
     # counts as 400, as the same error over REST does), so one query covers all of them.
     "Inference requests answered, by protocol (v1, v2, grpc) and HTTP status code (gRPC: the code of the same error)",
-    ["protocol", "code"],
+    ["protocol", "code", "model", "version"],
 )
 
 
 @functools.cache
-def requests_counter(protocol: str, code: str):
-    """REQUESTS for one protocol and code; prometheus_client's labels() costs microseconds a call."""
-    return REQUESTS.labels(protocol, code)
+def requests_counter(protocol: str, code: str, model: str = "", version: str = ""):
+    """REQUESTS for one protocol, code, model and version (empty for a model that does not exist);
+    prometheus_client's labels() costs microseconds a call."""
+    return REQUESTS.labels(protocol, code, model, version)

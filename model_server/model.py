@@ -1,47 +1,37 @@
-"""``SklearnModel``: the core's ``ServedModel`` with KServe's model lifecycle, for KServe's registry.
+"""``SklearnModel``: the core's ``ServedModel`` with KServe's model lifecycle, for KServe's registry,
+and the repository KServe's ``ModelServer`` is given.
 
-KServe's own routes (metadata, readiness, CloudEvents on V1 predict) reach the model through
-``load``, ``get_input_types`` / ``get_output_types`` and ``__call__``; our inference routes reach
-its predictor through the seam (``inference.infer``).
+KServe's own routes (the model list, explain, CloudEvents on V1 predict) reach a model through
+``get_input_types`` / ``get_output_types`` and ``__call__``; our routes reach its predictors
+through the seam (``inference.infer``). Models are loaded by the repository (``repository.py``).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from kserve import Model
+from kserve import ModelRepository as KServeModelRepository
 from kserve.metrics import PREDICT_HIST_TIME, get_labels
 from kserve.model import InferenceVerb
 
 from .codec import InferenceResponse, decode_v1, v1_response
 from .inference import ServedModel
 from .predictor import Predictor
+from .repository import ModelRepository, VersionPolicy
 from .settings import ServerSettings
 
 
 class SklearnModel(ServedModel, Model):
-    def __init__(self, name: str, settings: ServerSettings):
+    def __init__(self, name: str):
         Model.__init__(self, name)
         ServedModel.__init__(self, name)
-        self.settings = settings
-
-    def load(self) -> bool:
-        settings = self.settings
-        self.predictor = Predictor.load(
-            settings.model_dir,
-            backend=settings.backend,
-            max_batch_size=settings.max_batch_size,
-            max_batch_wait_ms=settings.max_batch_wait_ms,
-            # KServe's request_predict_seconds: the batching wait and the estimator call.
-            observe_predict_seconds=PREDICT_HIST_TIME.labels(**get_labels(self.name)).observe,
-            max_request_rows=settings.max_request_rows,
-        )
-        self.ready = True
-        return self.ready
 
     def get_input_types(self) -> list[dict]:
-        return self.predictor.inputs_metadata()
+        return self.predictor_for(None).inputs_metadata()
 
     def get_output_types(self) -> list[dict]:
-        return self.predictor.outputs_metadata()
+        return self.predictor_for(None).outputs_metadata()
 
     async def __call__(self, body, headers=None, verb: InferenceVerb = InferenceVerb.PREDICT):
         """KServe's entry for its own routes (CloudEvents on V1 predict): a V1 body in, a V1 body
@@ -54,3 +44,27 @@ class SklearnModel(ServedModel, Model):
         predictor = self.predictor_for(None)
         outputs = await predictor.infer(decode_v1(body))
         return v1_response(InferenceResponse(self.name, predictor.version, outputs)), {}
+
+
+class SklearnModelRepository(ModelRepository, KServeModelRepository):
+    """Our repository as KServe's ModelServer and DataPlane expect theirs (get_model, update, ...)."""
+
+    def __init__(self, settings: ServerSettings):
+        def load_predictor(path: Path, name: str, version: str | None) -> Predictor:
+            return Predictor.load(
+                path,
+                backend=settings.backend,
+                max_batch_size=settings.max_batch_size,
+                max_batch_wait_ms=settings.max_batch_wait_ms,
+                # KServe's request_predict_seconds (by model name): the batching wait and the estimator call.
+                observe_predict_seconds=PREDICT_HIST_TIME.labels(**get_labels(name)).observe,
+                max_request_rows=settings.max_request_rows,
+                model_name=name,
+                version=version,
+            )
+
+        root = Path(settings.model_repository) if settings.model_repository else None
+        ModelRepository.__init__(self, load_predictor, SklearnModel, VersionPolicy.parse(settings.version_policy), root)
+        self.models_dir = settings.model_repository or settings.model_dir  # KServe reads it
+        if root is None:
+            self.add(settings.model_name, Path(settings.model_dir))

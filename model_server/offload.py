@@ -17,7 +17,9 @@ import ctypes.util
 import logging
 import pickle
 import struct
+import subprocess
 import sys
+import threading
 
 import numpy as np
 
@@ -31,50 +33,60 @@ FRAME = struct.Struct("<Q")  # the length of each pickled message on the pipe
 class BodyDecoder:
     """Decodes V1 and V2 REST bodies: small ones at once, larger than ``threshold`` bytes of JSON
     in the helper (``python -m model_server.offload``, talking over its stdin and stdout). Not
-    multiprocessing: its spawned children import the parent's ``__main__``, the whole server."""
+    multiprocessing: its spawned children import the parent's ``__main__``, the whole server.
+    The exchange runs in a worker thread: starting the helper (vfork) and the pipe I/O keep the
+    event loop free."""
 
     def __init__(self, threshold: int):
         self.threshold = threshold
-        self._helper: asyncio.subprocess.Process | None = None
-        self._lock = asyncio.Lock()  # one body at a time through the pipe
+        self._helper: subprocess.Popen | None = None
+        self._lock = threading.Lock()  # one body at a time through the pipe
 
     async def decode(self, protocol: str, body: bytes, header_length: str | None) -> V1Request | V2Request:
         json_bytes = int(header_length) if header_length and header_length.isdigit() else len(body)
         if json_bytes <= self.threshold:  # binary tensors cost nothing to parse: only JSON counts
             return decode_body(protocol, body, header_length)
-        async with self._lock:
-            helper = await self._running_helper()
-            try:
-                _write_frame(helper.stdin, pickle.dumps((protocol, body, header_length), pickle.HIGHEST_PROTOCOL))
-                await helper.stdin.drain()
-                (size,) = FRAME.unpack(await helper.stdout.readexactly(FRAME.size))
-                ok, value = pickle.loads(await helper.stdout.readexactly(size))
-            except (OSError, asyncio.IncompleteReadError):  # it died (killed for memory, say)
-                self._helper = None
-                raise ModelFailure(
-                    "the helper process that decodes large bodies stopped; it restarts with the next"
-                ) from None
+        ok, value = await asyncio.to_thread(self._exchange, (protocol, body, header_length))
         if ok:
             return value
         raise value
 
-    async def _running_helper(self) -> asyncio.subprocess.Process:
-        if self._helper is None or self._helper.returncode is not None:
-            self._helper = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "model_server.offload",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-            )
+    def _exchange(self, message: tuple) -> tuple[bool, object]:
+        with self._lock:
+            helper = self._running_helper()
+            try:
+                _write_frame(helper.stdin, pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+                helper.stdin.flush()
+                return pickle.loads(_read_frame(helper.stdout))
+            except (OSError, EOFError):  # it died (killed for memory, say)
+                self._helper = None
+                raise ModelFailure(
+                    "the helper process that decodes large bodies stopped; it restarts with the next"
+                ) from None
+
+    def _running_helper(self) -> subprocess.Popen:
+        if self._helper is None or self._helper.poll() is not None:
+            command = [sys.executable, "-m", "model_server.offload"]
+            self._helper = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             logger.info(
                 "started helper process %d to decode JSON bodies over %d bytes", self._helper.pid, self.threshold
             )
         return self._helper
 
     def close(self) -> None:
-        if self._helper is not None and self._helper.returncode is None:
+        if self._helper is not None and self._helper.poll() is None:
             self._helper.stdin.close()  # it exits at end of input
+
+
+def _read_frame(stream) -> bytes:
+    header = stream.read(FRAME.size)
+    if len(header) < FRAME.size:
+        raise EOFError
+    (size,) = FRAME.unpack(header)
+    payload = stream.read(size)
+    if len(payload) < size:
+        raise EOFError
+    return payload
 
 
 def _write_frame(stream, payload: bytes) -> None:
@@ -96,7 +108,7 @@ def decode_in_helper(protocol: str, body: bytes, header_length: str | None) -> V
             request.instances = _as_matrix(request.instances)
         return request
     finally:
-        _give_memory_back()
+        give_memory_back()
 
 
 def _as_matrix(instances: list):
@@ -107,7 +119,7 @@ def _as_matrix(instances: list):
     return matrix if matrix.ndim == 2 and matrix.dtype.kind in "iuf" else instances
 
 
-def _give_memory_back() -> None:
+def give_memory_back() -> None:
     """glibc keeps freed heap for reuse; the parse of a large body freed hundreds of MB of it."""
     libc = ctypes.util.find_library("c")
     if libc:
@@ -119,17 +131,18 @@ def _give_memory_back() -> None:
 def main() -> None:
     """The helper: read (protocol, body, header length) messages, answer decoded requests or errors."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    while header := stdin.read(FRAME.size):
-        (size,) = FRAME.unpack(header)
-        protocol, body, header_length = pickle.loads(stdin.read(size))
+    while True:
+        try:
+            protocol, body, header_length = pickle.loads(_read_frame(stdin))
+        except EOFError:
+            return
         try:
             answer = (True, decode_in_helper(protocol, body, header_length))
         except InvalidInput as exc:
             answer = (False, exc)
         except Exception as exc:  # anything else: the server answers 500 with its name
             answer = (False, ModelFailure(f"decoding failed: {type(exc).__name__}: {exc}"))
-        payload = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
-        stdout.write(FRAME.pack(len(payload)) + payload)
+        _write_frame(stdout, pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))
         stdout.flush()
 
 

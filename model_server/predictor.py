@@ -24,6 +24,7 @@ from .artifact import ModelArtifact
 from .batching import MicroBatcher
 from .codec import LABEL, PREDICT, PROBA, Output, V1Request, V2Request, datatype_of
 from .errors import ArtifactError, InvalidInput, ModelFailure, RequestTooLarge
+from .metrics import BATCH_ROWS, PREDICT_SECONDS
 from .schema import InputSchema
 
 logger = logging.getLogger(__name__)
@@ -41,27 +42,38 @@ class Predictor:
         max_batch_wait_ms: float = 0.0,
         observe_predict_seconds: Callable[[float], None] | None = None,
         max_request_rows: int | None = None,
+        model_name: str = "",
+        version: str | None = None,
     ):
+        """``version``: what a versions directory names it (else metadata.json's, else "1")."""
         self.artifact = artifact
         self.estimator = estimator = artifact.estimator
-        self.version = artifact.version
+        self.version = version or artifact.version
+        if version and artifact.metadata.version not in ("1", version):  # "1": the default, or unset
+            raise ArtifactError(
+                f"{artifact.path.parent}: metadata.json says version {artifact.metadata.version}, "
+                f"its directory says {version}"
+            )
         self.schema = InputSchema.for_estimator(estimator, artifact.metadata.features, artifact.metadata.documents)
         self.output_types = self._derive_output_types()
         # What predicts: the estimator, or a faster twin that gives the same answers (engines.py).
         schema = self.schema
         self.engine = engines.engine_for(estimator, backend, schema.n_features, schema.numeric, schema.allow_nan)
         # One thread: predict calls never overlap, and batches grow while one runs.
-        executor = ThreadPoolExecutor(1, thread_name_prefix="predict", initializer=_quiet_sklearn)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="predict", initializer=_quiet_sklearn)
         self.batcher = MicroBatcher(
             self.predict_batch,
-            executor,
+            self._executor,
             max_batch_size,
             max_batch_wait_ms / 1000,
             inline_rows=getattr(self.engine, "inline_max_rows", 0),
             inline_ok=getattr(self.engine, "fast_for", None),
+            observe_rows=BATCH_ROWS.labels(model_name, self.version).observe,
         )
+        self._predict_seconds = PREDICT_SECONDS.labels(model_name, self.version).observe
         self._observe_predict_seconds = observe_predict_seconds
         self.max_request_rows = max_request_rows
+        self.in_flight = 0
 
     @classmethod
     def load(cls, model_dir: str | Path, **options) -> Predictor:
@@ -138,17 +150,33 @@ class Predictor:
 
     async def infer(self, request: V1Request | V2Request) -> list[Output]:
         """The requested outputs for a decoded request, predicted in a batch with concurrent ones."""
-        if _rows(request) > OFFLOAD_ROWS:
-            # Checking a large request takes milliseconds: not on the event loop, where every
-            # other client would wait for it.
-            X, outputs = await asyncio.to_thread(self.prepare, request)
-        else:
-            X, outputs = self.prepare(request)
-        start = time.perf_counter()
-        predictions = await self.batcher.predict(X, frozenset(outputs))
+        self.in_flight += 1  # a retired version is closed only once nothing is in flight on it
+        try:
+            if _rows(request) > OFFLOAD_ROWS:
+                # Checking a large request takes milliseconds: not on the event loop, where every
+                # other client would wait for it.
+                X, outputs = await asyncio.to_thread(self.prepare, request)
+            else:
+                X, outputs = self.prepare(request)
+            start = time.perf_counter()
+            predictions = await self.batcher.predict(X, frozenset(outputs))
+            seconds = time.perf_counter() - start
+        finally:
+            self.in_flight -= 1
+        self._predict_seconds(seconds)
         if self._observe_predict_seconds is not None:
-            self._observe_predict_seconds(time.perf_counter() - start)
+            self._observe_predict_seconds(seconds)
         return [Output(name, self.output_types[name]["datatype"], predictions[name]) for name in outputs]
+
+    async def close_when_idle(self, poll_s: float = 0.05) -> None:
+        """Once no request is in flight on it (a retired version finishes what it was given),
+        stop its predict thread and let go of the estimator, so its memory is freed."""
+        while self.in_flight or not self.batcher.idle:
+            await asyncio.sleep(poll_s)
+        self._executor.shutdown(wait=False)
+        # Break the predictor <-> batcher cycle: refcounting frees the model at once, even when the
+        # garbage collector keeps its startup objects frozen.
+        self.batcher = self.engine = self.estimator = None
 
     def prepare(self, request: V1Request | V2Request) -> tuple[object, list[str]]:
         """The checked ``X`` and the output names a request asks for."""

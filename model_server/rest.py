@@ -7,8 +7,9 @@ Answered here, through the core (``inference.py``):
 - ``GET /v2/health/live``, ``/v2/health/ready``, ``/v2/models/{name}[/versions/{v}][/ready]``
   (also ``?model_version=``), ``/v1/models/{name}``: health, readiness and metadata, for every
   served version (KServe's own routes answer 501 whenever a version is named);
-- ``/v2/repository/...``: only when the management API is enabled, with its token
-  (``management.py``), and 404 for a model that does not exist (KServe answers 503).
+- ``POST /v2/repository/index``, ``/v2/repository/models/{name}/load`` and ``/unload``: the
+  repository API (``repository.py``), only when enabled, with its token (``management.py``); 404
+  for a model that does not exist (KServe answers 503).
 
 Every other request passes through to the app behind (KServe's FastAPI app in the server)
 unchanged, its body limited the same way. Nothing here imports KServe, so a front end without it
@@ -28,7 +29,7 @@ import orjson
 
 from .codec import INFERENCE_HEADER_LENGTH, encode_v1, encode_v2_rest
 from .errors import INTERNAL, ModelNotReady, RequestTooLarge, describe, status_of
-from .inference import Registry, ServingState, infer, lookup, model_metadata, model_ready, server_ready
+from .inference import Registry, ServingState, infer, model_metadata, model_ready, server_ready
 from .management import ManagementAccess
 from .offload import BodyDecoder
 
@@ -37,7 +38,7 @@ V2_PREFIX, V2_SUFFIX = "/v2/models/", "/infer"
 JSON_HEADERS = [(b"content-type", b"application/json")]
 V2_MODEL = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<ready>/ready)?")
 V1_MODEL = re.compile(r"/v1/models/(?P<name>[^/:]+)")
-REPOSITORY_MODEL = re.compile(r"/v2/repository/models/(?P<name>[^/]+)/(?:load|unload)")
+REPOSITORY_MODEL = re.compile(r"/v2/repository/models/(?P<name>[^/]+)/(?P<action>load|unload)")
 # JSON bodies past this size are decoded in a helper process (offload.py; docs/architecture.md).
 OFFLOAD_BYTES = 256 * 1024
 
@@ -73,11 +74,18 @@ class DataPlaneRoutes:
         if method != "POST":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if path.startswith("/v2/repository/"):
+            try:
+                await self._read_body(receive, headers)  # Triton's load options: none apply here
+                answer = await self._repository(path, headers)
+            except Exception as exc:
+                return await _respond(send, status_of(exc).http, _error(describe(exc)))
+            if answer is not None:
+                return await _respond(send, 200, orjson.dumps(answer))
+            return await _respond(send, 404, _error(f"no repository route {path}"))
         route = _match(path)
         if route is None or _is_cloudevent(headers):
             try:
-                if path.startswith("/v2/repository/"):
-                    self._check_management(path, headers)
                 body = await self._read_body(receive, headers)
             except Exception as exc:
                 return await _respond(send, status_of(exc).http, _error(describe(exc)))
@@ -120,11 +128,17 @@ class DataPlaneRoutes:
             raise ModelNotReady(f"Model with name {name} is not ready.")
         return 200, {"name": name, "ready": True}
 
-    def _check_management(self, path: str, headers: dict) -> None:
+    async def _repository(self, path: str, headers: dict):
+        """The repository API (repository.py): index, load (or reload), unload."""
         self.management.check(headers.get("authorization"))
+        if path == "/v2/repository/index":
+            return self.registry.index()
         match = REPOSITORY_MODEL.fullmatch(path)
-        if match:
-            lookup(self.registry, match["name"])  # 404 for a model that does not exist
+        if match is None:
+            return None
+        name, action = match["name"], match["action"]
+        await (self.registry.load(name) if action == "load" else self.registry.unload(name))
+        return {"name": name, action: True}
 
     async def _read_body(self, receive, headers: dict) -> bytes:
         declared = headers.get("content-length")

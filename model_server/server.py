@@ -27,6 +27,7 @@ from .grpc_server import SklearnGRPCServer
 from .http_protocol import ServerHttpProtocol
 from .inference import ServingState, model_metadata, model_ready, server_ready
 from .management import ManagementAccess
+from .repository import ModelRepository
 from .rest import DataPlaneRoutes
 from .settings import ServerSettings
 
@@ -64,7 +65,7 @@ class ReadinessAwareDataPlane(DataPlane):
 
 
 class SklearnModelServer(ModelServer):
-    def __init__(self, settings: ServerSettings):
+    def __init__(self, settings: ServerSettings, repository: ModelRepository):
         # KServe's start() would build its own gRPC server; ours is added in start() instead.
         super().__init__(
             http_port=settings.http_port,
@@ -81,11 +82,14 @@ class SklearnModelServer(ModelServer):
             ssl_certfile=settings.ssl_certfile,
             ssl_keyfile=settings.ssl_keyfile,
             grace_period=settings.grace_seconds,
+            registered_models=repository,
         )
         self.settings = settings
         self.state = ServingState()
-        self.management = ManagementAccess(settings.repository_api, settings.bearer_token)
+        self.repository = repository
+        self.management = ManagementAccess(settings.repository_api_enabled, settings.bearer_token)
         self._drain: asyncio.Task | None = None
+        self._watch: asyncio.Task | None = None
         self._skip_drain = asyncio.Event()
         if not settings.access_log:
             # KServe's logging setup (in super().__init__) gives uvicorn.access a handler. Uvicorn
@@ -144,6 +148,8 @@ class SklearnModelServer(ModelServer):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        if settings.watch:
+            self._watch = loop.create_task(self.repository.watch(settings.watch_interval_seconds))
         # Everything loaded so far (KServe, scikit-learn, pandas, the model) lives as long as the
         # process. Left in the collector's oldest generation, every full collection walks all of
         # it: long pauses, every few seconds under load. Frozen, full collections scan only what
@@ -167,6 +173,8 @@ class SklearnModelServer(ModelServer):
         await self._stop_servers()
 
     async def _stop_servers(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         logger.info("stopping: listeners closed, requests in flight have %gs to finish", self.settings.grace_seconds)
         if self._rest_server is not None:
             self._rest_server._server.should_exit = True  # uvicorn's own graceful shutdown

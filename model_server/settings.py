@@ -57,7 +57,22 @@ def setting(default, help: str, cast: Callable[[str], Any] = str, flag: str | No
 class ModelSettings:
     model_name: str = setting("model", "Name the model is served under (KServe passes the InferenceService's).")
     model_dir: str = setting(
-        "/mnt/models", "Directory with the model file (KServe's storage initializer puts it in /mnt/models)."
+        "/mnt/models",
+        "A model directory (the model file, metadata.json), or a versions directory (numbered "
+        "subdirectories, each a model directory), served as --model_name. KServe's storage initializer "
+        "puts it in /mnt/models.",
+    )
+    model_repository: str | None = setting(
+        None,
+        "Serve every subdirectory of this directory as a model of that name (each a model or versions "
+        "directory); --model_dir and --model_name are then unused. KServe's multi-model serving "
+        "(TrainedModel) downloads models into such a directory and loads them through the repository API.",
+        optional(str),
+    )
+    version_policy: str = setting(
+        "latest",
+        "Which versions of a versions directory are served: latest, latest:N, all, or specific:1,3 "
+        "(Triton's policies); the newest served is the default version.",
     )
     backend: str = setting(
         "auto",
@@ -139,6 +154,9 @@ class ModelSettings:
             minimum, value = field.metadata.get("minimum"), getattr(self, field.name)
             if minimum is not None and value is not None and value < minimum:
                 raise SettingsError(f"{flag_of(field)} must be at least {minimum}, got {value}")
+        from .repository import VersionPolicy
+
+        VersionPolicy.parse(self.version_policy)
 
 
 @dataclass(frozen=True)
@@ -183,11 +201,21 @@ class ServerSettings(ModelSettings):
         float,
         minimum=0,
     )
-    repository_api: bool = setting(
+    repository_api: bool | None = setting(
+        None,
+        "Serve the model repository API (POST /v2/repository/index, /v2/repository/models/{name}/load "
+        "and /unload, their gRPC twins). Off: they answer 404 / UNIMPLEMENTED saying how to enable "
+        "them. Default: on with --model_repository, off otherwise.",
+        optional(boolean),
+    )
+    watch: bool = setting(
         False,
-        "Serve the model repository API (POST /v2/repository/models/{name}/load and /unload, their "
-        "gRPC twins). Off: they answer 404 / UNIMPLEMENTED saying how to enable them.",
+        "Look for new versions and changed model files every --watch_interval_seconds and load them "
+        "without failing a request (the old version serves until the new one passed its check).",
         boolean,
+    )
+    watch_interval_seconds: float = setting(
+        2.0, "How often --watch looks at the model directories.", float, minimum=0.1
     )
     management_token: str | None = setting(
         None,
@@ -253,6 +281,10 @@ class ServerSettings(ModelSettings):
     grpc_max_receive_message_length: int = setting(
         8 * 1024 * 1024, "Largest gRPC message received, in bytes.", int, minimum=1
     )
+
+    @property
+    def repository_api_enabled(self) -> bool:
+        return self.repository_api if self.repository_api is not None else self.model_repository is not None
 
     @functools.cached_property
     def bearer_token(self) -> str | None:

@@ -76,7 +76,7 @@ def test_v2_grpc_infer_with_baked_demo_model(demo, expected_v1):
 def test_metrics_count_the_requests(demo):
     _v2_infer(demo, ROWS[:1])
     metrics = httpx.get(f"{demo.http_url}/metrics", timeout=30).text
-    assert 'model_server_requests_total{code="200",protocol="v2"}' in metrics
+    assert 'model_server_requests_total{code="200",model="iris",protocol="v2",version="1"}' in metrics
 
 
 def test_server_process_runs_as_non_root(demo):

@@ -7,7 +7,6 @@ at least 100 rows, and compare with ``predict`` / ``predict_proba`` in this proc
 
 from __future__ import annotations
 
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from sklearn.svm import LinearSVC
 from model_server import engines
 from model_server.artifact import write_metadata
 from tests.support.clients import PROTOCOLS, infer
+from tests.support.metrics import scrape, total
 from tests.support.servers import start_server
 
 RNG = np.random.default_rng(7)
@@ -194,10 +194,8 @@ def test_concurrent_requests_are_batched_and_still_match(served_case):
 
 
 def batch_stats(served) -> tuple[float, float]:
-    text = httpx.get(f"{served.http_url}/metrics").text
-    count = float(re.search(r"^model_server_batch_size_count (\S+)", text, re.M).group(1))
-    total = float(re.search(r"^model_server_batch_size_sum (\S+)", text, re.M).group(1))
-    return count, total
+    text = scrape(served.http_url)
+    return total(text, "model_server_batch_size_count"), total(text, "model_server_batch_size_sum")
 
 
 def test_metadata_tells_the_truth(served_case):

@@ -121,7 +121,7 @@ def test_server_metadata_health_metrics_and_openapi(served_model):
     metrics = httpx.get(f"{url}/metrics")
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     assert "model_server_batch_size_bucket" in metrics.text
-    assert 'model_server_requests_total{code="200",protocol="v2"}' in metrics.text
+    assert 'model_server_requests_total{code="200",model="iris",protocol="v2",version="1"}' in metrics.text
     assert "request_predict_seconds" in metrics.text  # KServe's own metrics are kept
     openapi = httpx.get(f"{url}/openapi.json")
     assert openapi.status_code == 200 and "/v2/models/{model_name}/infer" in openapi.json()["paths"]

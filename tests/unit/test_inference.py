@@ -15,7 +15,12 @@ ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
 
 def count(protocol: str, code: str) -> float:
-    return REGISTRY.get_sample_value("model_server_requests_total", {"protocol": protocol, "code": code}) or 0.0
+    return sum(
+        s.value
+        for family in REGISTRY.collect()
+        for s in family.samples
+        if s.name == "model_server_requests_total" and s.labels["protocol"] == protocol and s.labels["code"] == code
+    )
 
 
 @pytest.fixture

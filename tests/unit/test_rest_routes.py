@@ -10,6 +10,8 @@ import pytest
 from model_server.codec import INFERENCE_HEADER_LENGTH
 from model_server.inference import Models, ServedModel
 from model_server.management import ManagementAccess
+from model_server.predictor import Predictor
+from model_server.repository import ModelRepository
 from model_server.rest import DataPlaneRoutes
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
@@ -136,17 +138,27 @@ def test_repository_api_is_off_by_default(routes):
     assert routes.app.seen == []
 
 
-def test_repository_api_with_a_token(iris_predictor):
-    registry = Models(iris=ServedModel("iris", iris_predictor))
-    routes = DataPlaneRoutes(Downstream(), registry, 4096, management=ManagementAccess(True, "s3cret"))
+def test_repository_api_with_a_token(demo_model_dir):
+    repository = ModelRepository(lambda path, name, version: Predictor.load(path, model_name=name, version=version))
+    repository.add("iris", demo_model_dir)
+    repository.load_now("iris")
+    routes = DataPlaneRoutes(Downstream(), repository, 4096, management=ManagementAccess(True, "s3cret"))
     path = "/v2/repository/models/iris/load"
     assert send(routes, "POST", path).status_code == 401
     assert send(routes, "POST", path, headers={"authorization": "Bearer wrong"}).status_code == 401
     good = {"authorization": "Bearer s3cret"}
     missing = send(routes, "POST", "/v2/repository/models/nope/load", headers=good)
     assert missing.status_code == 404 and "does not exist" in missing.json()["error"]
-    assert send(routes, "POST", path, headers=good).status_code == 299
-    assert [seen[1] for seen in routes.app.seen] == [path]
+    assert send(routes, "POST", path, headers=good).json() == {"name": "iris", "load": True}
+    index = send(routes, "POST", "/v2/repository/index", headers=good).json()
+    assert index == [{"name": "iris", "version": "1", "state": "READY"}]
+    assert send(routes, "POST", "/v2/repository/models/iris/unload", headers=good).json() == {
+        "name": "iris",
+        "unload": True,
+    }
+    assert send(routes, "POST", "/v2/repository/index", headers=good).json()[0]["state"] == "UNAVAILABLE"
+    assert send(routes, "POST", "/v1/models/iris:predict", json={"instances": ROWS}).status_code == 404
+    assert routes.app.seen == []
 
 
 def test_cloudevents_go_to_the_app_behind(routes):

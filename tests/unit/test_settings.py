@@ -14,6 +14,10 @@ from tests.support.tools import REPO
 OTHER_VALUES = {
     "model_name": ("wine", "wine"),
     "model_dir": ("/models/wine", "/models/wine"),
+    "model_repository": ("/mnt/models", "/mnt/models"),
+    "version_policy": ("latest:2", "latest:2"),
+    "watch": ("true", True),
+    "watch_interval_seconds": ("0.5", 0.5),
     "backend": ("sklearn", "sklearn"),
     "max_batch_size": ("64", 64),
     "max_batch_wait_ms": ("2.5", 2.5),
@@ -26,7 +30,7 @@ OTHER_VALUES = {
     "header_timeout_seconds": ("2.5", 2.5),
     "drain_seconds": ("0", 0.0),
     "grace_seconds": ("3", 3.0),
-    "repository_api": ("true", True),
+    "repository_api": ("false", False),
     "management_token": ("s3cret", "s3cret"),
     "management_token_file": (__file__, __file__),
     "access_log": ("true", True),
@@ -78,6 +82,11 @@ def test_flag_wins_over_variable_and_variable_over_default():
         (["--max_batch_wait_ms", "-1"], {}, "--max_batch_wait_ms must be at least 0"),
         ([], {"MODEL_SERVER_WORKERS": "4"}, "--workers must be 1: run more replicas"),
         (["--timeout-keep-alive", "-5"], {}, "--timeout-keep-alive must be at least 0"),
+        (
+            ["--version_policy", "newest"],
+            {},
+            "--version_policy 'newest': expected latest, latest:N, all or specific:1,3",
+        ),
     ],
 )
 def test_unusable_values_stop_with_a_message_naming_them(capsys, argv, environ, message):
@@ -105,6 +114,14 @@ def test_management_token_mistakes(capsys, argv, message):
     with pytest.raises(SystemExit):
         ServerSettings.from_args(argv, environ={})
     assert message in capsys.readouterr().err
+
+
+def test_repository_api_is_on_by_default_only_for_a_repository():
+    assert not ServerSettings.from_args([], environ={}).repository_api_enabled
+    assert ServerSettings.from_args(["--model_repository", "/m"], environ={}).repository_api_enabled
+    assert not ServerSettings.from_args(
+        ["--model_repository", "/m", "--repository_api", "false"], environ={}
+    ).repository_api_enabled
 
 
 def test_settings_are_frozen():
