@@ -59,6 +59,12 @@ SOAK_ARGS ?=
 soak: venv
 	$(PYTHON) -m benchmarks.soak $(SOAK_ARGS)
 
+# Hot reload under load (see docs/models.md): 20 version swaps while wrk sends; ~1 min.
+RELOAD_ARGS ?=
+.PHONY: bench-reload
+bench-reload: venv
+	$(PYTHON) -m benchmarks.hot_reload $(RELOAD_ARGS)
+
 # Container image (see docs/container.md); where no registry is reachable:
 #   scripts/prepare-podman.sh && make image IMAGE_BASE=localhost/debian-python:bookworm
 IMAGE_TAG ?= model-server:dev

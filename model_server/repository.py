@@ -271,7 +271,9 @@ class ModelRepository:
             self._refused.pop((name, key), None)
             self._state(name, predictor.version, "READY")
         if not served:
-            raise ArtifactError(self._last_reason(name))
+            if not serving:
+                raise ArtifactError(self._last_reason(name))
+            return []  # every new version refused: what was serving goes on serving
         for key in [k for n, k in self._loaded if n == name and k not in chosen]:
             del self._loaded[(name, key)]
             self._state(name, key, "UNAVAILABLE", f"not chosen by --version_policy {self.policy}")
@@ -342,7 +344,7 @@ class ModelRepository:
                 names.append(name)
                 break
             else:
-                if chosen and loaded - chosen:
+                if loaded - chosen and loaded & chosen:  # a version gone (not: the new ones all refused)
                     names.append(name)
         return names
 

@@ -143,3 +143,17 @@ def test_soak_harness_reports_minutes_and_memory_probes(tmp_path):
     assert [p["outcome"] for p in result["memory"]][:2] == ["413", "200"]
     assert "20 of 20 connections closed" in result["memory"][2]["outcome"]
     assert (tmp_path / "soak.md").read_text() in done.stdout
+
+
+def test_hot_reload_harness_swaps_under_load(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.hot_reload", "--swaps", "3", "--every", "1", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "hot_reload.json").read_text())
+    assert result["swapping"]["valid"] and result["baseline"]["valid"]
+    assert result["versions_served"][-1] == "4"
+    assert (tmp_path / "hot_reload.md").read_text() in done.stdout

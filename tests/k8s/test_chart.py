@@ -62,6 +62,7 @@ def test_ci_covers_every_supported_combination():
         "other-format-values",
         "monitoring-values",
         "scheduling-values",
+        "multi-model-values",
     }
 
 
@@ -195,6 +196,35 @@ def test_template_rejects_a_grace_period_shorter_than_the_drain(helm):
     error = helm_template_error(helm, "--set", "terminationGracePeriodSeconds=25")
     assert "terminationGracePeriodSeconds (25) must exceed server.drainSeconds + server.graceSeconds (25)" in error
     helm_template(helm, "--set", "terminationGracePeriodSeconds=25", *KNATIVE)  # not Knative's to check
+
+
+def test_multi_model_serving_with_trained_models(helm, schema_validator):
+    objects = helm_template(helm, "-f", str(CHART / "ci" / "multi-model-values.yaml"))
+    runtime = one(objects, "ServingRuntime")
+    assert runtime["spec"]["multiModel"] is True
+    args = runtime["spec"]["containers"][0]["args"]
+    assert {"--model_repository=/mnt/models", "--watch=true", "--repository_api=true"} <= set(args)
+    assert "--model_dir=/mnt/models" not in args
+    assert "storageUri" not in isvc_of(objects)["spec"]["predictor"]["model"]
+    trained = [o for o in objects if o["kind"] == "TrainedModel"]
+    assert [(t["metadata"]["name"], t["spec"]["inferenceService"], t["spec"]["model"]["memory"]) for t in trained] == [
+        ("iris-v1", "models", "256Mi"),
+        ("iris-v2", "models", "256Mi"),
+    ]
+    assert [p for t in trained for p in schema_validator.validate(t)] == []
+    assert "multiModel" not in one(helm_template(helm), "ServingRuntime")["spec"]
+
+
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        (["--set", "canary.enabled=true"], "multiModel.enabled needs this chart's ServingRuntime"),
+        (["--set", "customContainer.enabled=true"], "multiModel.enabled needs this chart's ServingRuntime"),
+        (["--set", "server.managementTokenSecret=t"], "KServe's agent loads models through the repository API"),
+    ],
+)
+def test_multi_model_refuses_what_kserve_cannot_do_with_it(helm, values, message):
+    assert message in helm_template_error(helm, "--set", "multiModel.enabled=true", *values)
 
 
 def test_hpa_values(helm):
@@ -414,6 +444,8 @@ def test_dashboard_configmap_for_the_grafana_sidecar(helm):
         "Predict latency",
         "Batch size (rows per estimator call)",
         "Request rate by pod (stable vs canary)",
+        "Request rate by model version",
+        "Errors by model version",
     ]
 
 

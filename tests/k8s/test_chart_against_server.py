@@ -97,3 +97,9 @@ def test_metric_labels_the_queries_filter_on(helm, exported, served_model):
     assert re.fullmatch(success, "200") and {c for c in codes if not re.fullmatch(success, c)} >= {"400"}
     assert {labels["protocol"] for labels in exported["model_server_requests_total"]} >= {"v2"}
     assert {labels["model_name"] for labels in exported["request_predict_seconds_bucket"]} == {served_model.model_name}
+
+
+def test_dashboard_shows_rates_and_errors_per_model_version(helm, exported):
+    per_version = [q for q in queries(helm) if "by (model, version)" in q]
+    assert len(per_version) >= 2 and any('code!~"2.."' in q for q in per_version)
+    assert any(labels["model"] and labels["version"] for labels in exported["model_server_requests_total"])

@@ -7,7 +7,16 @@ import pytest
 from .kserve_rules import runtime_violations, violations
 from .rendering import MANIFESTS, OVERLAYS, kinds, kustomize, one
 
-EXPECTED_OVERLAYS = {"standard", "knative", "canary-knative", "canary-standard", "keda", "custom-container", "grpc"}
+EXPECTED_OVERLAYS = {
+    "standard",
+    "knative",
+    "canary-knative",
+    "canary-standard",
+    "keda",
+    "custom-container",
+    "grpc",
+    "multi-model",
+}
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +138,14 @@ def test_grpc_serves_rest_and_h2c(built):
     ports = one(built["grpc"], "ServingRuntime")["spec"]["containers"][0]["ports"]
     assert [(p["name"], p["containerPort"]) for p in ports] == [("http1", 8080), ("h2c", 8081)]
     assert predictor(built, "grpc")["model"]["protocolVersion"] == "grpc-v2"
+
+
+def test_multi_model_overlay_serves_trained_models(built):
+    objects = built["multi-model"]
+    runtime = one(objects, "ServingRuntime")
+    assert runtime["spec"]["multiModel"] is True
+    assert "--model_repository=/mnt/models" in runtime["spec"]["containers"][0]["args"]
+    isvc = one(objects, "InferenceService")
+    assert isvc["metadata"]["name"] == "models" and "storageUri" not in isvc["spec"]["predictor"]["model"]
+    trained = one(objects, "TrainedModel")
+    assert trained["spec"]["inferenceService"] == "models" and trained["spec"]["model"]["framework"] == "sklearn"

@@ -2,12 +2,17 @@
 
 {{/* The server's flags after --model_name (shared by our runtime and the custom container). */}}
 {{- define "model-server.serverArgs" -}}
+{{- if .Values.multiModel.enabled }}
+- --model_repository=/mnt/models
+- --watch=true
+{{- else }}
 - --model_dir=/mnt/models
+{{- end }}
 - --http_port=8080
 - --grpc_port=8081
 - {{ printf "--drain_seconds=%v" .Values.server.drainSeconds | quote }}
 - {{ printf "--grace_seconds=%v" .Values.server.graceSeconds | quote }}
-- {{ printf "--repository_api=%t" .Values.server.repositoryApi | quote }}
+- {{ printf "--repository_api=%t" (or .Values.server.repositoryApi .Values.multiModel.enabled) | quote }}
 {{- end }}
 
 {{/* The server's environment: model.env, and the management token from its Secret. */}}

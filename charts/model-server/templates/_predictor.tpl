@@ -65,7 +65,7 @@ containers:
     args:
       # KServe fills {{ "{{.Name}}" }} only in runtime containers: the name is literal here.
       - {{ printf "--model_name=%s" (include "model-server.isvcName" .root) | quote }}
-      {{- include "model-server.serverArgs" .root | nindent 6 }}
+      {{- include "model-server.serverArgs" .root | trim | nindent 6 }}
       {{- range .args }}
       - {{ . | quote }}
       {{- end }}
@@ -122,7 +122,7 @@ model:
 
 {{/* The stable version's settings, as model-server.implementation takes them. */}}
 {{- define "model-server.stableVersion" -}}
-{{- dict "storageUri" .Values.model.storageUri "image" "" "args" .Values.model.extraArgs | toJson }}
+{{- dict "storageUri" (ternary "" .Values.model.storageUri .Values.multiModel.enabled) "image" "" "args" .Values.model.extraArgs | toJson }}
 {{- end }}
 
 {{/*

@@ -2,6 +2,13 @@
 {{- define "model-server.validate" -}}
 {{- $a := .Values.autoscaling -}}
 {{- $s := .Values.server -}}
+{{- $mm := .Values.multiModel -}}
+{{- if and $mm.enabled (or .Values.canary.enabled .Values.customContainer.enabled (not (include "model-server.ownRuntime" .))) }}
+{{- fail "multiModel.enabled needs this chart's ServingRuntime, and no canary or custom container: TrainedModels are loaded by KServe's agent into a multi-model runtime" }}
+{{- end }}
+{{- if and $mm.enabled $s.managementTokenSecret }}
+{{- fail "multiModel.enabled with server.managementTokenSecret: KServe's agent loads models through the repository API and sends no token" }}
+{{- end }}
 {{- if and (eq .Values.deploymentMode "Standard") (le (float64 .Values.terminationGracePeriodSeconds) (addf $s.drainSeconds $s.graceSeconds)) }}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must exceed server.drainSeconds + server.graceSeconds (%v): Kubernetes would kill the pod before it drained" .Values.terminationGracePeriodSeconds (addf $s.drainSeconds $s.graceSeconds)) }}
 {{- end }}

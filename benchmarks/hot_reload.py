@@ -1,0 +1,138 @@
+"""Hot reload under load: swaps of the served version while clients keep sending.
+
+    python -m benchmarks.hot_reload              # make bench-reload: 20 swaps
+    python -m benchmarks.hot_reload --swaps 3    # a short look
+
+The server watches a versions directory (--watch, every 0.2 s). wrk -c16 sends single-row V2
+requests, first for a baseline run with no swap, then for a run of the same length during which
+a new version is published (written aside, renamed into place) every --every seconds, alternating
+the demo's logistic regression and random forest. Reported: non-2xx responses (goal 0), the p99
+of both runs (goal: with swaps <= 1.5x without), and how many versions took traffic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from benchmarks import loadgen, report
+from benchmarks.run import machine_description
+from benchmarks.servers import REPO_ROOT, RunningServer, this_server
+from benchmarks.workloads import BenchModel, v2_body
+
+SECTION = "hot reload results"
+
+
+def publish(versions: Path, version: int, source: Path) -> None:
+    staging = versions.parent / f".staging-{version}"
+    shutil.copytree(source, staging)
+    metadata = json.loads((staging / "metadata.json").read_text())
+    (staging / "metadata.json").write_text(json.dumps({**metadata, "version": str(version)}))
+    os.rename(staging, versions / str(version))
+
+
+def swap_while_loaded(server: RunningServer, versions: Path, demos: tuple[Path, Path], swaps: int, every: float):
+    """Publish `swaps` versions, one every `every` seconds; returns the versions seen serving."""
+    seen = []
+    for version in range(2, swaps + 2):
+        publish(versions, version, demos[version % 2])
+        deadline = time.monotonic() + every
+        while time.monotonic() < deadline:
+            current = httpx.get(f"{server.http_url}/v2/models/iris", timeout=5).json()["versions"][-1]
+            if not seen or seen[-1] != current:
+                seen.append(current)
+            time.sleep(0.05)
+    return seen
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.hot_reload", description=__doc__.splitlines()[0])
+    parser.add_argument("--swaps", type=int, default=20)
+    parser.add_argument("--every", type=float, default=1.5, help="seconds between two published versions")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
+    parser.add_argument("--update-readme", action="store_true", help="also put the table into benchmarks/README.md")
+    args = parser.parse_args(argv)
+    if loadgen.missing_tools():
+        raise SystemExit(f"needs {', '.join(loadgen.missing_tools())} (apt-get install wrk nghttp2-client)")
+    from model_server.demo import write_demo_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        demos = (write_demo_model(tmp / "demo-1", 1), write_demo_model(tmp / "demo-2", 2))
+        versions = tmp / "iris"
+        versions.mkdir()
+        publish(versions, 1, demos[0])
+        model = BenchModel("iris", versions, None, None)
+        server = RunningServer(this_server(("--watch=true", "--watch_interval_seconds=0.2")), model, tmp / "server")
+        server.start()
+        try:
+            body = v2_body(np.array([[5.1, 3.5, 1.4, 0.2]]))
+            url = f"{server.http_url}/v2/models/iris/infer"
+            duration = int(args.swaps * args.every + 1)
+            baseline = loadgen.run_wrk(url, body, duration)
+            seen = []
+            swapper = threading.Thread(
+                target=lambda: seen.extend(swap_while_loaded(server, versions, demos, args.swaps, args.every))
+            )
+            swapper.start()
+            swapping = loadgen.run_wrk(url, body, duration)
+            swapper.join()
+        finally:
+            server.stop()
+    result = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": machine_description(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT
+        ).stdout.strip(),
+        "swaps": args.swaps,
+        "versions_served": seen,
+        "baseline": baseline.to_json(),
+        "swapping": swapping.to_json(),
+        "p99_ratio": swapping.p99_ms / baseline.p99_ms,
+    }
+    markdown = render(result)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "hot_reload.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "hot_reload.md").write_text(markdown)
+    print(markdown)
+    if args.update_readme:
+        report.update_readme(REPO_ROOT / "benchmarks" / "README.md", markdown, SECTION)
+
+
+def _row(name: str, run: dict) -> str:
+    cells = (name, f"{run['requests']:,}", f"{run['req_per_s']:,.0f}", f"{run['p50_ms']:.2f}", f"{run['p99_ms']:.2f}")
+    return "| " + " | ".join((*cells, run["invalid_reason"] or "none")) + " |"
+
+
+def render(result: dict) -> str:
+    return "\n".join(
+        [
+            f"Measured {result['date']} on {result['machine']}; this server at commit {result['commit']}; "
+            f"wrk -c16, single-row V2 REST, {result['swaps']} swaps.",
+            "",
+            "| run | requests | req/s | p50 ms | p99 ms | failed responses |",
+            "|---|---:|---:|---:|---:|---|",
+            _row("no swap", result["baseline"]),
+            _row(f"{result['swaps']} swaps", result["swapping"]),
+            "",
+            f"p99 with swaps / without: {result['p99_ratio']:.2f}x (goal <= 1.5x). Versions seen serving, in "
+            f"order: {', '.join(result['versions_served'])}.",
+            "",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()
