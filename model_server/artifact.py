@@ -17,8 +17,8 @@ from typing import Any
 from .errors import ArtifactError
 from .metadata import METADATA_FILENAME, ModelMetadata, parse_metadata, read_metadata
 
-MODEL_FILENAMES = ("model.joblib", "model.pkl", "model.pickle")
-MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
+MODEL_FILENAMES = ("model.joblib", "model.pkl", "model.pickle", "model.onnx")
+MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle", ".onnx")
 # How pickle and joblib files start: a protocol 2+ pickle, or joblib's compressed containers
 # (zlib, gzip, bz2, xz, lzma, lz4).
 _PICKLE_STARTS = (b"\x80", b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"]\x00", b'\x04"M\x18')
@@ -50,10 +50,22 @@ class ModelArtifact:
         digest = file_sha256(path)
         if metadata.sha256 is not None and metadata.sha256 != digest:
             raise ArtifactError(f"{path}: sha256 {digest} does not match {metadata.sha256} in {METADATA_FILENAME}")
-        estimator = _unpickle(path)
+        estimator = _load_onnx(path, metadata) if path.suffix == ".onnx" else _unpickle(path)
         if not hasattr(estimator, "predict"):
             raise ArtifactError(f"{path}: {type(estimator).__name__} has no predict method")
         return cls(estimator=estimator, path=path, sha256=digest, metadata=metadata)
+
+
+def _load_onnx(path: Path, metadata: ModelMetadata):
+    """An ONNX graph, for ONNX Runtime: no unpickling, and no scikit-learn."""
+    from .onnx_model import load_onnx
+
+    try:
+        return load_onnx(path, metadata.export)
+    except ImportError:
+        raise ArtifactError(f"{path}: serving ONNX needs ONNX Runtime: pip install model-server[onnx]") from None
+    except Exception as exc:  # ONNX Runtime's own errors say what is wrong with the graph
+        raise ArtifactError(f"cannot load {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
 
 
 def _unpickle(path: Path):

@@ -117,6 +117,8 @@ def _concat(parts: list):
         return parts[0]
     if isinstance(parts[0], np.ndarray):
         return np.concatenate(parts)
+    if isinstance(parts[0], dict):  # schema.ColumnBatch
+        return type(parts[0])((name, np.concatenate([p[name] for p in parts])) for name in parts[0])
     import pandas as pd
 
     return pd.concat(parts, ignore_index=True)

@@ -33,6 +33,8 @@ import time
 
 import numpy as np
 
+from .onnx_model import OnnxModel
+
 logger = logging.getLogger(__name__)
 
 PARITY_ROWS = 512
@@ -46,6 +48,10 @@ INLINE_SECONDS = 100e-6
 def engine_for(estimator, backend: str, n_features: int | None, numeric: bool, allow_nan: bool = False):
     """The engine for ``--backend`` sklearn, auto or onnx: the estimator or its faithful twin.
     ``allow_nan``: the model takes NaN, so the parity sample holds NaN too."""
+    if isinstance(estimator, OnnxModel):  # an exported model: it runs in ONNX Runtime already
+        if not estimator.takes_columns:
+            estimator.inline_max_rows = _rows_within(INLINE_SECONDS, estimator, parity_sample(estimator.n_features_in_))
+        return estimator
     if backend == "sklearn":
         return estimator
     if backend == "auto":
@@ -144,7 +150,7 @@ def _rows_within(seconds: float, twin, sample: np.ndarray) -> int:
         times = []
         for _ in range(3):
             start = time.perf_counter()
-            twin.predict_proba(X)
+            twin.predict(X)
             times.append(time.perf_counter() - start)
         return min(times)
 

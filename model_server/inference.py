@@ -147,7 +147,7 @@ def model_metadata(registry: Registry, name: str, version: str | None) -> dict:
     return {
         "name": name,
         "versions": model.versions,
-        "platform": "sklearn",
+        "platform": predictor.platform,
         "inputs": predictor.inputs_metadata(),
         "outputs": predictor.outputs_metadata(),
     }

@@ -5,7 +5,8 @@
       "features": [{"name": "sepal_length", "datatype": "FP64"}, ...],
       "class_labels": ["setosa", "versicolor", "virginica"],   # one per estimator.classes_
       "sha256": "<hex digest of the model file>",              # verified before unpickling
-      "documents": true                                        # takes a 1-D sequence of strings
+      "documents": true,                                       # takes a 1-D sequence of strings
+      "export": {...}                                          # written by python -m model_server.export
     }
 
 Every key is optional; what is missing is derived from the estimator. Any wrong key or value is
@@ -23,7 +24,7 @@ from pathlib import Path
 from .errors import ArtifactError
 
 METADATA_FILENAME = "metadata.json"
-METADATA_KEYS = ("version", "features", "class_labels", "sha256", "documents")
+METADATA_KEYS = ("version", "features", "class_labels", "sha256", "documents", "export")
 FEATURE_KEYS = ("name", "datatype")
 NUMERIC_DATATYPES = (
     "BOOL",
@@ -60,6 +61,7 @@ class ModelMetadata:
     class_labels: tuple[str, ...] | None = None
     sha256: str | None = None  # lower case
     documents: bool | None = None  # None: derived from the estimator (fitted.takes_documents)
+    export: dict | None = None  # what `python -m model_server.export` wrote: classes, parity, sources
 
 
 def read_metadata(model_dir: Path) -> ModelMetadata:
@@ -91,9 +93,13 @@ def parse_metadata(document: object, path: Path | str = METADATA_FILENAME) -> Mo
     documents = document.get("documents")
     if documents is not None and not isinstance(documents, bool):
         raise invalid(f"documents must be true or false, got {documents!r}"[:200])
+    export = document.get("export")
+    if export is not None and not isinstance(export, dict):
+        raise invalid("export must be an object (what python -m model_server.export writes)")
     return ModelMetadata(
         version=str(version),
         documents=documents,
+        export=export,
         features=_features(document.get("features"), invalid),
         class_labels=_class_labels(document.get("class_labels"), invalid),
         sha256=sha256.lower() if sha256 else None,

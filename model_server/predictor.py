@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from .batching import MicroBatcher
 from .codec import LABEL, PREDICT, PROBA, Output, V1Request, V2Request, datatype_of
 from .errors import ArtifactError, InvalidInput, ModelFailure, RequestTooLarge
 from .metrics import BATCH_ROWS, PREDICT_SECONDS
+from .onnx_model import OnnxModel
 from .schema import InputSchema
 
 logger = logging.getLogger(__name__)
@@ -138,6 +140,11 @@ class Predictor:
 
     # -- metadata ------------------------------------------------------------------------------
 
+    @property
+    def platform(self) -> str:
+        """V2 metadata's platform: Triton's name for an ONNX graph, else sklearn."""
+        return "onnxruntime_onnx" if isinstance(self.estimator, OnnxModel) else "sklearn"
+
     def inputs_metadata(self) -> list[dict]:
         if self.schema.features:
             return [{"name": f.name, "datatype": f.datatype, "shape": [-1]} for f in self.schema.features]
@@ -219,7 +226,10 @@ class Predictor:
 
 
 def _quiet_sklearn() -> None:
-    """Predict-thread setup: our schema check already did scikit-learn's validation work."""
+    """Predict-thread setup: our schema check already did scikit-learn's validation work. (An ONNX
+    model's server never imports scikit-learn.)"""
+    if "sklearn" not in sys.modules:
+        return
     import sklearn
 
     sklearn.set_config(assume_finite=True, skip_parameter_validation=True)

@@ -22,6 +22,14 @@ CONVERT_CHUNK_ROWS = 8192
 DECLARE_HINT = '; if it takes strings, declare it with datatype BYTES in metadata.json "features"'
 
 
+class ColumnBatch(dict):
+    """Columns by feature name, for a model that takes them one by one (an ONNX graph with an
+    input per feature): no pandas needed. ``len()`` is its row count, as for a matrix or a frame."""
+
+    def __len__(self) -> int:
+        return len(next(iter(self.values()))) if dict.__len__(self) else 0
+
+
 class InputSchema:
     """Feature names, datatypes and count, from metadata.json or the fitted estimator.
 
@@ -46,6 +54,7 @@ class InputSchema:
         self.numeric = not features or all(f.numeric for f in features)
         self.categories = categories or {}
         self._hint = "" if declared else DECLARE_HINT
+        self.columns = False  # mixed types as a ColumnBatch (a model that takes columns apart), not a DataFrame
         self._index = {name: i for i, name in enumerate(self.names or [])}
 
     @classmethod
@@ -76,7 +85,9 @@ class InputSchema:
             ]
         else:
             features = None
-        return cls(features, n_features, _allows_nan(estimator), declared=bool(declared), categories=categories)
+        schema = cls(features, n_features, _allows_nan(estimator), declared=bool(declared), categories=categories)
+        schema.columns = bool(getattr(estimator, "takes_columns", False))
+        return schema
 
     def probe(self):
         """One valid ``X`` row (a category the model knows where it knows one, else 0 or a word),
@@ -232,6 +243,8 @@ class InputSchema:
             return checked[0]
         if self.numeric:
             return self._checked(np.column_stack(checked) if checked else np.empty((n_rows, 0)))
+        if self.columns:
+            return ColumnBatch(zip(self.names, checked, strict=True))
         import pandas as pd  # only mixed-type pipelines need a DataFrame
 
         return pd.DataFrame({f.name: col for f, col in zip(self.features, checked, strict=True)})
@@ -319,6 +332,8 @@ def _json_type(value) -> str:
 
 
 def _allows_nan(estimator) -> bool:
+    if hasattr(estimator, "allow_nan"):  # an ONNX model says so itself: no scikit-learn import
+        return bool(estimator.allow_nan)
     try:
         from sklearn.utils import get_tags
 
