@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.partitioner import murmur2
 
-from ..errors import ModelServerError, describe, status_of
+from ..errors import ModelServerError, RequestTooLarge, describe, status_of
 from ..inference import Registry, infer
 from .messages import decode, error_headers, input_coordinates, response_record
 from .metrics import END_TO_END_SECONDS, LAG, MESSAGES_IN, MESSAGES_OUT, MESSAGES_REJECTED
@@ -33,6 +35,14 @@ from .offsets import PartitionOffsets
 from .settings import StreamSettings
 
 logger = logging.getLogger(__name__)
+
+
+MAX_REQUEST_BYTES = 1024 * 1024  # the producer's and, by default, the broker's largest message
+
+
+@functools.lru_cache(maxsize=65536)
+def _key_index(key: bytes, count: int) -> int:
+    return (murmur2(key) & 0x7FFFFFFF) % count  # murmur2 is pure Python: once per key
 
 
 class TopicMissing(ModelServerError):
@@ -66,7 +76,7 @@ class StreamConsumer:
         self.failure: BaseException | None = None
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._tasks: dict[TopicPartition, set[asyncio.Task]] = {}
-        self._last_enqueued: dict[TopicPartition, asyncio.Future] = {}
+        self._last_enqueued: asyncio.Future | None = None  # the previous fetch's answers are produced
         self._in_flight = 0
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -81,6 +91,7 @@ class StreamConsumer:
             heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),
         )
         self._output_partitions: dict[str, list[int]] = {}
+        self._max_value_bytes = MAX_REQUEST_BYTES - 64 * 1024  # room for the key, headers and framing
 
     # -- health --------------------------------------------------------------------------------
 
@@ -136,6 +147,7 @@ class StreamConsumer:
 
     async def _fetch_until_stopped(self) -> None:
         max_in_flight = self.settings.max_in_flight
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             free = max_in_flight - self._in_flight
             if free <= 0:
@@ -143,53 +155,67 @@ class StreamConsumer:
                 await self._slot_free.wait()
                 continue
             fetched = await self.consumer.getmany(timeout_ms=100, max_records=free)
-            loop = asyncio.get_running_loop()
-            for tp, records in fetched.items():
-                MESSAGES_IN.inc(len(records))
-                for record in records:
-                    self._start(loop, tp, record)
+            if fetched:
+                self._start(loop, fetched)
 
-    def _start(self, loop, tp: TopicPartition, record) -> None:
-        offsets = self._partitions.get(tp)
-        if offsets is None:  # fetched just before its assignment was reported
-            offsets = self._partitions[tp] = PartitionOffsets()
-            self._tasks[tp] = set()
-        offsets.start(record.offset)
-        previous = self._last_enqueued.get(tp)
-        enqueued = self._last_enqueued[tp] = loop.create_future()
-        self._in_flight += 1
-        task = loop.create_task(self._answer(tp, offsets, record, previous, enqueued))
-        self._tasks[tp].add(task)
+    def _start(self, loop, fetched: dict) -> None:
+        """One task answers one fetch: its messages are predicted concurrently (so the batcher
+        predicts them in as few estimator calls as it can), and their answers are produced in
+        input order, after those of the fetch before."""
+        spans, count = [], 0
+        for tp, records in fetched.items():
+            offsets = self._partitions.get(tp)
+            if offsets is None:  # fetched just before its assignment was reported
+                offsets = self._partitions[tp] = PartitionOffsets()
+                self._tasks[tp] = set()
+            offsets.start(records[-1].offset)  # the fetch's records of a partition: one span
+            spans.append((offsets, records[-1].offset))
+            count += len(records)
+        MESSAGES_IN.inc(count)
+        previous = self._last_enqueued
+        enqueued = self._last_enqueued = loop.create_future()
+        self._in_flight += count
+        records = [record for batch in fetched.values() for record in batch]
+        task = loop.create_task(self._answer(records, spans, previous, enqueued))
+        for tp in fetched:
+            self._tasks[tp].add(task)
+        task.add_done_callback(lambda done: self._finished(done, fetched, count))
 
-    async def _answer(self, tp, offsets: PartitionOffsets, record, previous, enqueued: asyncio.Future) -> None:
+    async def _answer(self, records: list, spans: list, previous, enqueued: asyncio.Future) -> None:
         try:
-            destination, value, headers, answered_ok = await self._outcome(record)
+            outcomes = await asyncio.gather(*[self._outcome(record) for record in records])
             if previous is not None and not previous.done():
-                await previous  # responses leave in input order, so a key's order is kept
-            delivery = None
-            if destination is not None:
-                delivery = await self._send(destination, record, value, headers)
+                await previous  # answers leave in input order, so a key's order is kept
+            deliveries = await self._enqueue(records, outcomes)
             enqueued.set_result(None)
-            if delivery is not None:
-                await delivery
-            offsets.answered(record.offset)
-            if answered_ok:
-                MESSAGES_OUT.inc()
-                if record.timestamp is not None and record.timestamp > 0:
-                    END_TO_END_SECONDS.observe(max(0.0, time.time() - record.timestamp / 1000))
-        except Exception as exc:  # the broker did not take the answer: never commit past it
+            if deliveries:
+                await asyncio.gather(*deliveries)
+            for offsets, last in spans:
+                offsets.answered(last)
+            now, answered = time.time(), 0
+            for record, outcome in zip(records, outcomes, strict=True):
+                if outcome[3]:
+                    answered += 1
+                    if record.timestamp is not None and record.timestamp > 0:
+                        END_TO_END_SECONDS.observe(max(0.0, now - record.timestamp / 1000))
+            MESSAGES_OUT.inc(answered)
+        except Exception as exc:  # the broker did not take the answers: never commit past them
             if self.failure is None:
-                logger.error("no acknowledgement for the answer to %s: %r; stopping", input_coordinates(record), exc)
+                first = input_coordinates(records[0])
+                logger.error("no acknowledgement for the answers from %s on: %r; stopping", first, exc)
                 self.failure = exc
             self.stop()
         finally:
             if not enqueued.done():
                 enqueued.set_result(None)
-            self._in_flight -= 1
-            self._slot_free.set()
+
+    def _finished(self, task: asyncio.Task, fetched: dict, count: int) -> None:
+        self._in_flight -= count
+        self._slot_free.set()
+        for tp in fetched:
             tasks = self._tasks.get(tp)
             if tasks is not None:
-                tasks.discard(asyncio.current_task())
+                tasks.discard(task)
 
     async def _outcome(self, record):
         """(topic or None, value, headers, answered) for a record: its response, or its error record."""
@@ -205,9 +231,12 @@ class StreamConsumer:
 
         try:
             value, headers = await infer(self.registry, self.model_name, None, read, protocol="kafka", encode=encode)
-            return self.settings.output_topic, value, headers, True
         except Exception as exc:
             return self._rejected(record, exc, message.request_id if message is not None else None)
+        if len(value) > self._max_value_bytes:  # the broker would refuse it, and retry forever
+            too_large = RequestTooLarge(f"the response of {len(value)} bytes exceeds {self._max_value_bytes}")
+            return self._rejected(record, too_large, message.request_id)
+        return self.settings.output_topic, value, headers, True
 
     def _rejected(self, record, exc: BaseException, request_id: str | None):
         status, reason = status_of(exc), describe(exc)
@@ -218,19 +247,29 @@ class StreamConsumer:
             return None, None, None, False
         return error_topic, record.value, error_headers(record, reason, status.http, request_id), False
 
-    async def _send(self, topic: str, record, value, headers):
-        partitions = self._output_partitions[topic]
-        # Keyless requests keep their partition's order too: same partition number, if there is one.
-        partition = None if record.key is not None else partitions[record.partition % len(partitions)]
-        try:
-            return await self.producer.send(topic, value, key=record.key, partition=partition, headers=headers)
-        except MessageSizeTooLargeError as exc:
-            if topic == self.settings.error_topic:
-                raise
-            topic, value, headers, _ = self._rejected(record, exc, None)
+    async def _enqueue(self, records: list, outcomes: list) -> list[asyncio.Future]:
+        """Produce the answers in order, in one record batch per destination partition (a tenth
+        of the cost of one send() each); the futures of their acknowledgements."""
+        producer = self.producer
+        batches, deliveries = {}, []
+        for record, (topic, value, headers, _) in zip(records, outcomes, strict=True):
             if topic is None:
-                return None
-            return await self._send(topic, record, value, headers)
+                continue
+            partitions = self._output_partitions[topic]
+            if record.key is None:  # keyless: the input's partition number, so its order is kept too
+                partition = partitions[record.partition % len(partitions)]
+            else:  # as the producer's default partitioner (and Kafka's Java client) would
+                partition = partitions[_key_index(record.key, len(partitions))]
+            batch = batches.get((topic, partition))
+            if batch is None:
+                batch = batches[topic, partition] = producer.create_batch()
+            if batch.append(key=record.key, value=value, timestamp=None, headers=headers) is None:  # full
+                deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = batches[topic, partition] = producer.create_batch()
+                batch.append(key=record.key, value=value, timestamp=None, headers=headers)
+        for (topic, partition), batch in batches.items():
+            deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+        return deliveries
 
     # -- offsets -------------------------------------------------------------------------------
 
@@ -287,7 +326,6 @@ class StreamConsumer:
         for tp in revoked:
             del self._partitions[tp]
             self._tasks.pop(tp, None)
-            self._last_enqueued.pop(tp, None)
             with contextlib.suppress(KeyError):
                 LAG.remove(tp.topic, str(tp.partition))
 

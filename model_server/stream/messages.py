@@ -52,12 +52,19 @@ def decode(record) -> Message:
     value, headers = record.value, record.headers
     if value is None:
         raise InvalidInput("the message has no value (a tombstone?)")
-    event = cloudevent.from_kafka(headers, value)
+    event = cloudevent.from_kafka(headers, value) if headers else None
     if event is None:
-        header_length = cloudevent.kafka_header(headers, INFERENCE_HEADER_LENGTH)
+        header_length = cloudevent.kafka_header(headers, INFERENCE_HEADER_LENGTH) if headers else None
         if header_length is not None:  # V2 with binary tensors: JSON header, then raw bytes
             request = decode_v2_rest(value, header_length)
             return _identified(Message(request, request.id or input_coordinates(record), None))
+        if b'"inputs"' in value:  # most likely V2: parsed once; anything else takes the long way
+            try:
+                request = decode_v2_rest(value, None)
+            except InvalidInput:
+                pass
+            else:
+                return _identified(Message(request, request.id or input_coordinates(record), None))
         body = value
     else:
         body = event.data

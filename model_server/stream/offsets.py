@@ -3,6 +3,9 @@
 At-least-once means an offset is committed only when its message and every earlier one of its
 partition have been answered and acknowledged: a later message's success must not commit past
 an earlier one still in flight (or failed), whatever order the answers complete in.
+
+The consumer answers a fetch's records of a partition together: it starts and answers the span
+by its last offset, which stands for every offset after the span before.
 """
 
 from __future__ import annotations

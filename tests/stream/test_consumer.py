@@ -27,9 +27,9 @@ from tests.support.kafka import (
 from .conftest import PARTITIONS
 
 SETOSA, VIRGINICA = [5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]
-# Answers slowly (5 ms per estimator call, 2 rows per call: ~400 messages a second), so that a
-# signal lands while the stream is mid-way.
-SLOW = ("--max_batch_size=2",)
+# Answers slowly (5 ms per estimator call, 2 rows per call: ~400 messages a second) and in small
+# fetches, so that a signal lands while the stream is mid-way.
+SLOW = ("--max_batch_size=2", "--max_in_flight=50")
 
 
 def v2(request_id: str, row=SETOSA) -> bytes:
@@ -213,7 +213,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(slow_model_dir, topics):
 def test_sigterm_stops_fetching_answers_and_commits_what_is_in_flight_then_exits_0(slow_model_dir, topics):
     n = 3000
     run(produce(topics.bootstrap, topics.input, [(f"k{i % 16}".encode(), v2(f"r{i}"), None) for i in range(n)]))
-    stream = spawn_stream(slow_model_dir, topics.bootstrap, *topics.args(*SLOW, "--max_in_flight=400"))
+    stream = spawn_stream(slow_model_dir, topics.bootstrap, *topics.args(*SLOW))
     try:
         stream.wait_ready()
         wait_for_records(topics.bootstrap, topics.output, 1)
