@@ -43,6 +43,13 @@ class StreamSettings(ModelSettings):
     linger_ms: float = setting(
         2.0, "How long the producer waits to fill a batch of responses before sending it.", float, minimum=0
     )
+    fetch_max_wait_ms: int = setting(
+        100,
+        "Longest a fetch waits on the broker for new messages (Kafka's default: 500). Brokers that answer "
+        "only when it expires (tansu) add up to this much latency at low rates.",
+        int,
+        minimum=0,
+    )
     session_timeout_ms: int = setting(
         10000,
         "Consumer group session: a replica silent this long (killed) loses its partitions to the others.",
