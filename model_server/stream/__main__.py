@@ -11,10 +11,12 @@ import gc
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from ..errors import ModelServerError, status_of
-from ..inference import Models, ServedModel
+from ..inference import Registry
 from ..predictor import Predictor
+from ..repository import ModelRepository, VersionPolicy
 from .consumer import StreamConsumer
 from .ops import OpsApp, ops_server
 from .settings import StreamSettings
@@ -33,16 +35,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     try:
-        predictor = Predictor.load(
-            settings.model_dir,
-            backend=settings.backend,
-            max_batch_size=settings.max_batch_size,
-            max_batch_wait_ms=settings.max_batch_wait_ms,
-        )
+        registry = load_model(settings)
     except ModelServerError as exc:
         logger.error("cannot serve %s: %s", settings.model_dir, exc)
         sys.exit(status_of(exc).exit_code)
-    registry = Models({settings.model_name: ServedModel(settings.model_name, predictor)})
     gc.freeze()  # what loaded lives as long as the process: full collections need not walk it
     _use_uvloop()
     try:
@@ -53,7 +49,27 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
-async def serve(settings: StreamSettings, registry: Models) -> int:
+def load_model(settings: StreamSettings) -> ModelRepository:
+    """The one model this consumer answers for: a model directory, or a versions directory (its
+    --version_policy; requests go to the default, newest, version)."""
+
+    def load_predictor(path: Path, name: str, version: str | None) -> Predictor:
+        return Predictor.load(
+            path,
+            backend=settings.backend,
+            max_batch_size=settings.max_batch_size,
+            max_batch_wait_ms=settings.max_batch_wait_ms,
+            model_name=name,
+            version=version,
+        )
+
+    repository = ModelRepository(load_predictor, policy=VersionPolicy.parse(settings.version_policy))
+    repository.add(settings.model_name, Path(settings.model_dir))
+    repository.load_now(settings.model_name)
+    return repository
+
+
+async def serve(settings: StreamSettings, registry: Registry) -> int:
     consumer = StreamConsumer(settings, registry)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -73,6 +73,10 @@ class StreamSettings(ModelSettings):
 
     def check(self) -> None:
         super().check()
+        if self.model_repository:
+            raise SettingsError(
+                "--model_repository: a stream consumer answers for one model (--model_dir), run one per model"
+            )
         for flag in ("input_topic", "output_topic"):
             if not getattr(self, flag):
                 raise SettingsError(f"--{flag} is required (or MODEL_SERVER_{flag.upper()})")

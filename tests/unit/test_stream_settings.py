@@ -36,6 +36,7 @@ def test_flags_and_environment():
         ([*TOPICS, "--security_protocol=SASL_PLAINTEXT", "--sasl_mechanism=PLAIN"], "--sasl_username and"),
         ([*TOPICS, "--ssl_certfile=c.pem"], "go together"),
         ([*TOPICS, "--security_protocol=TLS"], "invalid choice"),
+        ([*TOPICS, "--model_repository=/models"], "answers for one model"),
     ],
 )
 def test_unusable_settings_exit_2_naming_the_flag(argv, message, capsys):
