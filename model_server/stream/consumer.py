@@ -81,7 +81,13 @@ class StreamConsumer:
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         options = connection_options(settings)
-        self.producer = AIOKafkaProducer(**options, acks="all", linger_ms=settings.linger_ms, max_batch_size=256 * 1024)
+        self.producer = AIOKafkaProducer(
+            **options,
+            acks="all",
+            linger_ms=settings.linger_ms,
+            max_batch_size=256 * 1024,
+            max_request_size=MAX_REQUEST_BYTES,
+        )
         self.consumer = AIOKafkaConsumer(
             **options,
             group_id=settings.group_id,
