@@ -61,7 +61,7 @@ RUN /opt/venv/bin/python -m model_server.demo /export/mnt/models \
 # - the source of the kubernetes client's generated API/model classes: `import kserve` imports
 #   all of them, so they stay as compiled .pyc files, but their ~34 MB of source only serves
 #   tracebacks into code that the server never calls.
-# The last step imports the whole server, so a prune that removes an import fails the build;
+# The last steps import the whole server and the stream consumer, so a prune that removes an import fails the build;
 # tests/container runs every protocol against the result.
 WORKDIR /opt/venv/lib/python3.11/site-packages
 RUN /opt/venv/bin/pip uninstall --yes --quiet \
@@ -81,7 +81,8 @@ RUN /opt/venv/bin/pip uninstall --yes --quiet \
  && /opt/venv/bin/python -m compileall -q -b -j 0 kubernetes/client \
  && find kubernetes/client -name '*.py' -delete \
  && find kubernetes/client -type d -name __pycache__ -exec rm -rf {} + \
- && /opt/venv/bin/python -m model_server --help > /dev/null
+ && /opt/venv/bin/python -m model_server --help > /dev/null \
+ && /opt/venv/bin/python -m model_server.stream --help > /dev/null
 
 # ---------------------------------------------------------------------------------------------
 # runtime: the base image plus the venv and the demo models; no compilers, no pip.

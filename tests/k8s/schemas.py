@@ -4,6 +4,11 @@
   (default ../shared/kserve-crds), made strict: every object schema without
   additionalProperties or x-kubernetes-preserve-unknown-fields rejects unknown fields, as the
   API server's strict field validation does. metadata is checked against Kubernetes' ObjectMeta.
+- Other CRD kinds (Prometheus Operator, KEDA, Knative Eventing, eventing-kafka, ...): the
+  official CRDs in CRDS_DIR (default ../shared/crds, see its README), made strict the same way,
+  with what that README says a cluster adds: KEDA's stabilizationWindowSeconds bounds (the
+  kustomize patch of its release build), and a Trigger's spec checked against the fields it
+  declares (its CRD preserves unknown ones, for experimental features our Triggers do not use).
 - Core kinds (Pod, ConfigMap, PodDisruptionBudget, NetworkPolicy, ...): kubernetes-validate's
   strict Kubernetes 1.33 schemas.
 Anything else has no schema here: `validate` reports it, and callers say why they exempt it.
@@ -29,6 +34,22 @@ STRICT_SCHEMAS = f"kubernetes-json-schema/v{KUBERNETES_VERSION}-local-strict"
 
 def kserve_crds_dir() -> Path:
     return Path(os.environ.get("KSERVE_CRDS_DIR") or REPO.parent / "shared" / "kserve-crds")
+
+
+def third_party_crds_dir() -> Path:
+    return Path(os.environ.get("CRDS_DIR") or REPO.parent / "shared" / "crds")
+
+
+def _as_a_cluster_enforces(kind: str, schema: dict) -> dict:
+    if kind == "ScaledObject":
+        behavior = schema["properties"]["spec"]["properties"]["advanced"]["properties"]
+        behavior = behavior["horizontalPodAutoscalerConfig"]["properties"]["behavior"]["properties"]
+        for direction in ("scaleUp", "scaleDown"):
+            window = behavior[direction]["properties"]["stabilizationWindowSeconds"]
+            window.update(minimum=0, maximum=3600)
+    if kind == "Trigger":
+        schema["properties"]["spec"].pop("x-kubernetes-preserve-unknown-fields", None)
+    return schema
 
 
 def strict(schema: dict) -> dict:
@@ -61,9 +82,10 @@ def strict(schema: dict) -> dict:
 
 
 class SchemaValidator:
-    def __init__(self, crds_dir: Path):
+    def __init__(self, crds_dir: Path, *more_crds_dirs: Path):
         self.crds: dict[tuple[str, str], tuple[jsonschema.Validator, str]] = {}
-        for path in sorted(crds_dir.glob("*.yaml")):
+        paths = sorted(crds_dir.glob("*.yaml")) + [p for d in more_crds_dirs for p in sorted(d.rglob("*.yaml"))]
+        for path in paths:
             crd = yaml.safe_load(path.read_text())
             if crd.get("kind") != "CustomResourceDefinition":
                 continue
@@ -71,8 +93,11 @@ class SchemaValidator:
             for version in spec["versions"]:
                 if not version.get("served", True):
                     continue
-                schema = strict(version["schema"]["openAPIV3Schema"])
+                schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
+                schema = strict(_as_a_cluster_enforces(spec["names"]["kind"], schema))
                 schema["properties"]["metadata"] = {"type": "object"}  # checked against ObjectMeta below
+                for implied in ("apiVersion", "kind"):  # Knative's CRDs leave them out of the schema
+                    schema["properties"].setdefault(implied, {"type": "string"})
                 key = (f"{spec['group']}/{version['name']}", spec["names"]["kind"])
                 self.crds[key] = (jsonschema.Draft202012Validator(schema), spec["scope"])
         object_meta = schema_contents(f"{STRICT_SCHEMAS}/objectmeta-meta-v1.json", KUBERNETES_VERSION)

@@ -10,10 +10,6 @@ import yaml
 from .kserve_rules import violations
 from .rendering import CHART, CI_VALUES, helm_template, helm_template_error, kinds, one, run
 
-# Not schema-validated: the Prometheus Operator's CRDs are not available offline here. They are
-# checked structurally instead (test_monitor_*): kind, selector and endpoint fields.
-NOT_SCHEMA_VALIDATED = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PodMonitor")}
-
 # The command the kind end-to-end script runs (its contract with this chart).
 E2E_VALUES = [
     "--set",
@@ -63,6 +59,8 @@ def test_ci_covers_every_supported_combination():
         "monitoring-values",
         "scheduling-values",
         "multi-model-values",
+        "stream-values",
+        "kafka-eventing-values",
     }
 
 
@@ -75,8 +73,7 @@ def test_lint_strict(helm, values):
 @pytest.mark.parametrize("values", [*RENDERINGS.values(), E2E_VALUES], ids=[*RENDERINGS.keys(), "e2e"])
 def test_renders_valid_objects_that_keep_the_v0_20_rules(helm, schema_validator, values):
     objects = helm_template(helm, *values)
-    checked = [o for o in objects if (o["apiVersion"], o["kind"]) not in NOT_SCHEMA_VALIDATED]
-    assert [p for o in checked for p in schema_validator.validate(o)] == []
+    assert [p for o in objects for p in schema_validator.validate(o)] == []
     runtimes = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServingRuntime"}
     assert violations(isvc_of(objects), runtimes) == []
 
@@ -394,6 +391,19 @@ def test_monitor_needs_the_api_or_force(helm):
     assert "ServiceMonitor" in kinds(helm_template(helm, *api))
     assert "ServiceMonitor" not in kinds(helm_template(helm, *api, "--set", "monitoring.serviceMonitor.enabled=false"))
     assert "ServiceMonitor" in kinds(helm_template(helm, "--set", "monitoring.serviceMonitor.force=true"))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["--api-versions", "monitoring.coreos.com/v1/ServiceMonitor"],
+        [*KNATIVE, "--api-versions", "monitoring.coreos.com/v1/PodMonitor"],
+    ],
+    ids=["service-monitor", "pod-monitor"],
+)
+def test_monitors_validate_strictly_against_the_prometheus_operator_crds(helm, schema_validator, values):
+    monitors = [o for o in helm_template(helm, *values) if o["apiVersion"] == "monitoring.coreos.com/v1"]
+    assert len(monitors) == 1 and [p for o in monitors for p in schema_validator.validate(o)] == []
 
 
 def test_monitor_standard_scrapes_kserve_predictor_services(helm):

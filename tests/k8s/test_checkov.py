@@ -53,7 +53,10 @@ def test_no_checkov_check_fails(report):
     assert failed == []
 
 
-def test_every_skip_is_justified_and_only_on_the_test_pod(report):
+def test_every_skip_is_justified_and_only_on_the_test_pod_and_the_stream_consumer(report):
     skipped = report["results"]["skipped_checks"]
-    assert {c["resource"] for c in skipped} <= {"Pod.models.demo-model-server-test"}
+    assert {c["resource"] for c in skipped} <= {
+        "Pod.models.demo-model-server-test",
+        "Deployment.models.demo-model-server-stream",
+    }
     assert all(len(c["check_result"].get("suppress_comment", "")) > 20 for c in skipped), skipped

@@ -16,6 +16,7 @@ EXPECTED_OVERLAYS = {
     "custom-container",
     "grpc",
     "multi-model",
+    "kafka-eventing",
 }
 
 
@@ -149,3 +150,23 @@ def test_multi_model_overlay_serves_trained_models(built):
     assert isvc["metadata"]["name"] == "models" and "storageUri" not in isvc["spec"]["predictor"]["model"]
     trained = one(objects, "TrainedModel")
     assert trained["spec"]["inferenceService"] == "models" and trained["spec"]["model"]["framework"] == "sklearn"
+
+
+def test_kafka_eventing_keeps_the_reply_and_routes_it_to_the_output_topic(built):
+    objects = built["kafka-eventing"]
+    by_name = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    isvc = one(objects, "InferenceService")
+    source = by_name["KafkaSource", "iris-requests"]["spec"]
+    assert source["sink"]["ref"] == {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "iris"}
+    requests, replies = by_name["Trigger", "iris-requests"]["spec"], by_name["Trigger", "iris-replies"]["spec"]
+    assert requests["filter"]["attributes"] == {"type": "dev.knative.kafka.event"}
+    assert requests["subscriber"]["ref"]["name"] == isvc["metadata"]["name"]
+    assert requests["subscriber"]["uri"] == f"/v2/models/{isvc['metadata']['name']}/infer"
+    assert replies["filter"]["attributes"] == {
+        "type": "io.kserve.inference.response",
+        "source": "io.kserve.inference.iris",
+    }
+    assert by_name["KafkaSink", replies["subscriber"]["ref"]["name"]]["spec"]["topic"] == "iris-responses"
+    dead_letters = requests["delivery"]["deadLetterSink"]["ref"]["name"]
+    assert by_name["KafkaSink", dead_letters]["spec"]["topic"] == "iris-errors"
+    assert annotations(built, "kafka-eventing")["serving.kserve.io/deploymentMode"] == "Standard"

@@ -48,8 +48,54 @@ def test_core_schema_is_strict_kubernetes_1_33(schema_validator, helm):
 
 
 def test_unknown_kinds_are_reported_not_passed(schema_validator):
-    monitor = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "x"}}
-    assert "no schema" in schema_validator.validate(monitor)[0]
+    unknown = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "x"}}
+    assert "no schema" in schema_validator.validate(unknown)[0]
+
+
+@pytest.fixture(scope="module")
+def streaming(helm):
+    values = [
+        *("-f", "charts/model-server/ci/stream-values.yaml"),
+        *("-f", "charts/model-server/ci/kafka-eventing-values.yaml"),
+    ]
+    return helm_template(helm, *values)
+
+
+def test_prometheus_operator_crd_rejects_an_unknown_endpoint_field(schema_validator, streaming):
+    monitor = copy.deepcopy(next(o for o in streaming if o["kind"] == "PodMonitor"))
+    assert schema_validator.validate(monitor) == []
+    monitor["spec"]["podMetricsEndpoints"][0]["intervall"] = "15s"
+    monitor["spec"]["podMetricsEndpoints"][0]["interval"] = "15 seconds"
+    problems = "\n".join(schema_validator.validate(monitor))
+    assert "intervall" in problems and "15 seconds" in problems, problems
+
+
+def test_keda_crd_has_the_bounds_its_release_build_adds(schema_validator, streaming):
+    scaled = copy.deepcopy(one(streaming, "ScaledObject"))
+    assert schema_validator.validate(scaled) == []
+    scaled["spec"]["advanced"] = {
+        "horizontalPodAutoscalerConfig": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 4000}}}
+    }
+    scaled["spec"]["triggers"][0]["metdata"] = {}
+    problems = "\n".join(schema_validator.validate(scaled))
+    assert "4000 is greater than the maximum of 3600" in problems and "metdata" in problems, problems
+
+
+def test_trigger_spec_is_checked_although_its_crd_preserves_unknown_fields(schema_validator, streaming):
+    trigger = copy.deepcopy(next(o for o in streaming if o["kind"] == "Trigger"))
+    assert schema_validator.validate(trigger) == []
+    trigger["spec"]["subscribr"] = trigger["spec"].pop("subscriber")
+    assert any("subscribr" in p for p in schema_validator.validate(trigger))
+
+
+def test_eventing_kafka_crds_require_their_fields(schema_validator, streaming):
+    source = copy.deepcopy(one(streaming, "KafkaSource"))
+    sink = copy.deepcopy(next(o for o in streaming if o["kind"] == "KafkaSink"))
+    assert schema_validator.validate(source) == schema_validator.validate(sink) == []
+    del source["spec"]["bootstrapServers"]
+    sink["spec"]["contentMode"] = 7
+    assert any("'bootstrapServers' is a required property" in p for p in schema_validator.validate(source))
+    assert any("contentMode" in p for p in schema_validator.validate(sink))
 
 
 def _mutate(isvc, path, value):

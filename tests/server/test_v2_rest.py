@@ -4,8 +4,11 @@ import asyncio
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 import tritonclient.http as tritonhttp  # the http client has no protobufs: it can share a process with kserve
+from cloudevents.conversion import to_binary, to_structured
+from cloudevents.http import CloudEvent, from_http
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
@@ -125,3 +128,19 @@ def test_server_metadata_health_metrics_and_openapi(served_model):
     assert "request_predict_seconds" in metrics.text  # KServe's own metrics are kept
     openapi = httpx.get(f"{url}/openapi.json")
     assert openapi.status_code == 200 and "/v2/models/{model_name}/infer" in openapi.json()["paths"]
+
+
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_cloudevents_on_v2_infer_reply_routable_and_correlated(served_model, mode):
+    # KServe answers CloudEvents on V1 predict only; ours answer V2 too, with a reply type a
+    # Knative Trigger can filter on and the request id as subject.
+    tensor = {"name": "x", "datatype": "FP64", "shape": [2, 4], "data": ROWS.tolist()}
+    request = CloudEvent({"type": "org.example.iris.infer", "source": "tests", "id": "iris-42"}, {"inputs": [tensor]})
+    headers, body = (to_binary if mode == "binary" else to_structured)(request)
+    response = httpx.post(f"{served_model.http_url}/v2/models/iris/infer", headers=headers, content=body)
+    assert response.status_code == 200, response.text
+    reply = from_http(dict(response.headers), response.content)
+    assert reply["type"] == "io.kserve.inference.response" != request["type"]
+    assert reply["subject"] == "iris-42" and reply["source"] == "io.kserve.inference.iris"
+    data = reply.data if isinstance(reply.data, dict) else orjson.loads(reply.data)
+    assert data["outputs"][0]["data"] == [0, 2]

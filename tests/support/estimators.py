@@ -52,3 +52,14 @@ class DropsARowOn13(_TwoClasses):
         X = np.asarray(X)
         n = len(X) - 1 if (X[:, 0] == 13).any() else len(X)
         return np.ones(n, dtype=np.int64)
+
+
+class SlowPredict(_TwoClasses):
+    """Predicts 0 for each row, taking ``seconds`` per call: a stream a test can interrupt mid-way."""
+
+    def __init__(self, seconds=0.005):
+        self.seconds = seconds
+
+    def predict(self, X):
+        time.sleep(self.seconds)
+        return np.zeros(len(X), dtype=np.int64)

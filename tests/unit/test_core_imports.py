@@ -20,8 +20,11 @@ CORE = (
     "settings",
 )
 # Plain ASGI routes: front ends without KServe (the edge runtime) serve them too.
-KSERVE_FREE_FRONT_ENDS = ("rest",)
+KSERVE_FREE_FRONT_ENDS = ("rest", "cloudevent")
 FORBIDDEN = ("kserve", "fastapi", "grpc", "uvicorn")
+# The Kafka front end: no KServe, no FastAPI, no gRPC (its ops port runs on uvicorn).
+STREAM = ("stream.__main__", "stream.consumer", "stream.messages", "stream.offsets", "stream.ops", "stream.settings")
+STREAM_FORBIDDEN = ("kserve", "fastapi", "grpc")
 
 
 def test_core_imports_no_kserve_and_no_transport():
@@ -29,6 +32,13 @@ def test_core_imports_no_kserve_and_no_transport():
     code = f"import sys, {modules}; print(' '.join(m for m in {FORBIDDEN!r} if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.split() == [], f"the core imported {result.stdout.split()}"
+
+
+def test_the_stream_consumer_imports_no_kserve():
+    modules = ", ".join(f"model_server.{name}" for name in STREAM)
+    code = f"import sys, {modules}; print(' '.join(m for m in {STREAM_FORBIDDEN!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.split() == [], f"the stream consumer imported {result.stdout.split()}"
 
 
 def test_the_check_would_see_a_crossing():

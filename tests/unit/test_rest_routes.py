@@ -15,6 +15,7 @@ from model_server.repository import ModelRepository
 from model_server.rest import DataPlaneRoutes
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+V2_INPUT = {"name": "x", "datatype": "FP64", "shape": [2, 4], "data": ROWS}
 
 
 class Downstream:
@@ -161,10 +162,48 @@ def test_repository_api_with_a_token(demo_model_dir):
     assert routes.app.seen == []
 
 
-def test_cloudevents_go_to_the_app_behind(routes):
-    headers = {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "t", "ce-type": "t"}
-    response = send(routes, "POST", "/v1/models/iris:predict", json={"instances": ROWS}, headers=headers)
-    assert response.status_code == 299 and routes.app.seen[0][1] == "/v1/models/iris:predict"
+CE_HEADERS = {"ce-specversion": "1.0", "ce-id": "req-7", "ce-source": "t", "ce-type": "org.example.predict"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "predictions"),
+    [
+        ("/v1/models/iris:predict", {"instances": ROWS}, lambda data: data["predictions"]),
+        ("/v2/models/iris/infer", {"inputs": [V2_INPUT]}, lambda data: data["outputs"][0]["data"]),
+    ],
+)
+def test_binary_cloudevents_answered_by_our_routes_on_v1_and_v2(routes, path, body, predictions):
+    response = send(routes, "POST", path, json=body, headers=CE_HEADERS)
+    assert response.status_code == 200 and routes.app.seen == []
+    assert response.headers["ce-type"] == "io.kserve.inference.response"
+    assert response.headers["ce-subject"] == response.headers["ce-id"] == "req-7"
+    assert response.headers["ce-source"] == "io.kserve.inference.iris"
+    assert predictions(response.json()) == [0, 2]
+
+
+def test_structured_cloudevent_reply_is_structured(routes):
+    event = {"specversion": "1.0", "id": "e1", "source": "t", "type": "x", "data": {"inputs": [V2_INPUT]}}
+    headers = {"content-type": "application/cloudevents+json; charset=utf-8"}
+    response = send(routes, "POST", "/v2/models/iris/infer", content=orjson.dumps(event), headers=headers)
+    reply = response.json()
+    assert response.headers["content-type"] == "application/cloudevents+json"
+    assert (reply["type"], reply["subject"], reply["specversion"]) == ("io.kserve.inference.response", "e1", "1.0")
+    assert reply["data"]["outputs"][0]["data"] == [0, 2] and reply["data"]["model_name"] == "iris"
+
+
+@pytest.mark.parametrize(
+    ("headers", "content", "message"),
+    [
+        ({**CE_HEADERS, "ce-id": ""}, b'{"instances": [[1, 2, 3, 4]]}', "missing required attributes: id"),
+        ({**CE_HEADERS, "ce-specversion": "0.3"}, b'{"instances": [[1, 2, 3, 4]]}', "specversion '0.3'"),
+        ({**CE_HEADERS, "content-type": "text/csv"}, b"1,2,3,4", "must be JSON"),
+        ({"content-type": "application/cloudevents+json"}, b'{"specversion": "1.0"}', "id, source, type"),
+        ({"content-type": "application/cloudevents+json"}, b"{", "not valid JSON"),
+    ],
+)
+def test_bad_cloudevents_are_400_naming_the_problem(routes, headers, content, message):
+    response = send(routes, "POST", "/v1/models/iris:predict", content=content, headers=headers)
+    assert response.status_code == 400 and message in response.json()["error"]
 
 
 def test_pass_through_bodies_are_limited_too(routes):

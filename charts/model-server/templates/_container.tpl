@@ -68,11 +68,16 @@ livenessProbe:
 resources:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- include "model-server.containerSecurity" . }}
+volumeMounts:
+  - name: tmp
+    mountPath: /tmp
+{{- end }}
+
+{{/* The hardened securityContext of every container of ours (the stream consumer's too). */}}
+{{- define "model-server.containerSecurity" -}}
 {{- with .Values.securityContext }}
 securityContext:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-volumeMounts:
-  - name: tmp
-    mountPath: /tmp
 {{- end }}

@@ -21,6 +21,16 @@ labels:
 annotations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- include "model-server.podPlacementAndSecurity" . }}
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: {{ .Values.tmpVolume.sizeLimit }}
+{{- end }}
+
+{{/* Pod fields every pod of ours shares (the stream consumer's too): pull secrets, the hardened
+pod securityContext, scheduling. */}}
+{{- define "model-server.podPlacementAndSecurity" -}}
 {{- with .Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
@@ -41,10 +51,6 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-volumes:
-  - name: tmp
-    emptyDir:
-      sizeLimit: {{ .Values.tmpVolume.sizeLimit }}
 {{- end }}
 
 {{/*

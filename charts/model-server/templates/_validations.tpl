@@ -22,3 +22,15 @@
 {{- fail (printf "canary.replicas (%d) must not exceed the stable predictor's minReplicas (%d): KServe rejects it" (int .Values.canary.replicas) (max 1 (int $a.minReplicas))) }}
 {{- end }}
 {{- end }}
+{{- define "model-server.validateStream" -}}
+{{- $s := .Values.stream -}}
+{{- if and $s.enabled $s.keda.enabled (gt (int $s.keda.minReplicas) (int $s.partitions)) }}
+{{- fail (printf "stream.keda.minReplicas (%d) must not exceed stream.partitions (%d): a replica without a partition sits idle" (int $s.keda.minReplicas) (int $s.partitions)) }}
+{{- end }}
+{{- if and $s.enabled (not $s.keda.enabled) (gt (int $s.replicas) (int $s.partitions)) }}
+{{- fail (printf "stream.replicas (%d) must not exceed stream.partitions (%d): a replica without a partition sits idle" (int $s.replicas) (int $s.partitions)) }}
+{{- end }}
+{{- if and .Values.eventing.enabled (eq .Values.model.protocolVersion "grpc-v2") }}
+{{- fail "eventing delivers CloudEvents over HTTP: model.protocolVersion grpc-v2 serves no HTTP predict route in Knative mode; use v1 or v2" }}
+{{- end }}
+{{- end }}
