@@ -28,10 +28,13 @@ RUN apt-get update \
 RUN python3 -m venv /opt/venv
 WORKDIR /src
 
-# Dependencies in their own layer (read from pyproject.toml), so code changes rebuild quickly.
+# Dependencies in their own layer (read from pyproject.toml), so code changes rebuild quickly. The
+# onnx extra (ONNX Runtime and the converter) is in: an ensemble served from its pickle is
+# converted at load (--backend auto) and predicted many times faster, and an exported ONNX
+# directory serves without scikit-learn.
 COPY pyproject.toml ./
-RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-      > requirements.txt \
+RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['onnx']))" > requirements.txt \
  && /opt/venv/bin/pip install -r requirements.txt
 
 COPY README.md ./
@@ -47,9 +50,10 @@ RUN if [ -n "$EXTRA_PACKAGES" ]; then /opt/venv/bin/pip install $EXTRA_PACKAGES;
 # Demo models, trained now so the final stage needs no training: v1 is what the image serves
 # by default, v2 is for canary demos (the kind workflow points a second revision at it).
 RUN /opt/venv/bin/python -m model_server.demo /export/mnt/models \
- && /opt/venv/bin/python -m model_server.demo /export/opt/model-server/demo-v2 --version 2
+ && /opt/venv/bin/python -m model_server.demo /export/opt/model-server/demo-v2 --version 2 \
+ && /opt/venv/bin/python -m model_server.export --model_dir /export/mnt/models --out /export-edge/mnt/models
 
-# Prune what the server never uses (the unpruned venv is ~650 MB; the budget for the image is 500):
+# Prune what the server never uses (the unpruned venv is ~770 MB; the budget for the image is 550):
 # - distributions kserve requires only for features this server does not use: Pillow (images),
 #   grpcio-tools (protoc), cryptography and aiohttp (client-side auth/HTTP), with the
 #   dependencies only they need; then pip and setuptools, nothing installs at run time;
@@ -60,7 +64,10 @@ RUN /opt/venv/bin/python -m model_server.demo /export/mnt/models \
 #   stripped module is loaded once to prove it still loads;
 # - the source of the kubernetes client's generated API/model classes: `import kserve` imports
 #   all of them, so they stay as compiled .pyc files, but their ~34 MB of source only serves
-#   tracebacks into code that the server never calls.
+#   tracebacks into code that the server never calls; scipy's likewise (12 MB: tracebacks into
+#   scipy show no source line);
+# - ONNX Runtime's transformers/quantization tools and onnx's reference evaluator (the converter
+#   and the runtime use neither).
 # The last steps import the whole server and the stream consumer, so a prune that removes an import fails the build;
 # tests/container runs every protocol against the result.
 WORKDIR /opt/venv/lib/python3.11/site-packages
@@ -71,21 +78,83 @@ RUN /opt/venv/bin/pip uninstall --yes --quiet \
  && find . -depth -type d \( -name tests -o -name test \) -exec rm -rf {} + \
  && find . -type f \( -name '*.pyi' -o -name '*.pxd' -o -name '*.pyx' -o -name '*.c' -o -name '*.h' \
       -o -name '*.cpp' -o -name '*.hpp' \) -delete \
- && rm -rf kubernetes/aio \
+ && rm -rf kubernetes/aio onnxruntime/transformers onnxruntime/quantization onnxruntime/tools onnx/reference \
  && find . -type f -name '*.so' ! -path './*.libs/*' -exec sh -c 'for lib; do \
       if readelf -S "$lib" | grep -q "[.]debug_"; then \
         strip --strip-debug "$lib" \
         && /opt/venv/bin/python -c "import ctypes, sys; ctypes.CDLL(sys.argv[1])" "$lib" || exit 1; \
       fi; \
     done' sh {} + \
- && /opt/venv/bin/python -m compileall -q -b -j 0 kubernetes/client \
- && find kubernetes/client -name '*.py' -delete \
- && find kubernetes/client -type d -name __pycache__ -exec rm -rf {} + \
+ && /opt/venv/bin/python -m compileall -q -b -j 0 kubernetes/client scipy \
+ && find kubernetes/client scipy -name '*.py' -delete \
+ && find kubernetes/client scipy -type d -name __pycache__ -exec rm -rf {} + \
+ && /opt/venv/bin/python -c "import scipy.sparse, scipy.special, scipy.stats, scipy.optimize, sklearn.ensemble, skl2onnx" \
  && /opt/venv/bin/python -m model_server --help > /dev/null \
  && /opt/venv/bin/python -m model_server.stream --help > /dev/null
 
 # ---------------------------------------------------------------------------------------------
-# runtime: the base image plus the venv and the demo models; no compilers, no pip.
+# edge-build: the edge runtime's venv: ONNX Runtime, numpy, uvicorn and the package, nothing else
+# (no KServe, scikit-learn, scipy or pandas).
+FROM ${BASE_IMAGE} AS edge-build
+ARG PIP_INDEX_URL=""
+ARG PIP_EXTRA_INDEX_URL=""
+ARG PIP_TRUSTED_HOST=""
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends binutils \
+ && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml ./
+RUN python3 -c "import tomllib; \
+print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['edge']))" \
+      > requirements.txt \
+ && /opt/venv/bin/pip install -r requirements.txt
+COPY README.md ./
+COPY model_server ./model_server
+RUN /opt/venv/bin/pip install --no-deps .
+WORKDIR /opt/venv/lib/python3.11/site-packages
+# The same prune as the main image's, and a check that the runtime imports none of what it must not.
+RUN /opt/venv/bin/pip uninstall --yes --quiet pip setuptools \
+ && find . -depth -type d \( -name tests -o -name test \) -exec rm -rf {} + \
+ && find . -type f \( -name '*.pyi' -o -name '*.pxd' -o -name '*.pyx' -o -name '*.c' -o -name '*.h' \) -delete \
+ && rm -rf onnxruntime/transformers onnxruntime/quantization onnxruntime/tools \
+ && find . -type f -name '*.so' ! -path './*.libs/*' -exec sh -c 'for lib; do \
+      if readelf -S "$lib" | grep -q "[.]debug_"; then strip --strip-debug "$lib" || exit 1; fi; \
+    done' sh {} + \
+ && /opt/venv/bin/python -c "import sys, model_server.edge; \
+bad = [m for m in ('kserve', 'fastapi', 'pandas', 'sklearn', 'scipy') if m in sys.modules]; \
+sys.exit(f'the edge runtime imports {bad}' if bad else 0)"
+
+# ---------------------------------------------------------------------------------------------
+# edge: the edge runtime (python -m model_server.edge) serving the demo model exported to ONNX.
+# docker build --target edge (scripts/build-image.sh --target edge); non-root, read-only root fs.
+FROM ${BASE_IMAGE} AS edge
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="model-server-edge" \
+      org.opencontainers.image.description="ONNX models served over V1 and V2 REST, without KServe or scikit-learn" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+RUN id -u 1000 > /dev/null 2>&1 \
+ || useradd --uid 1000 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin \
+      --no-log-init model-server
+COPY --from=edge-build /opt/venv /opt/venv
+COPY --from=build /export-edge/ /
+ENV PATH=/opt/venv/bin:$PATH \
+    HOME=/tmp \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+USER 1000:1000
+EXPOSE 8080
+ENTRYPOINT ["/opt/venv/bin/python", "-m", "model_server.edge"]
+CMD ["--model_name=iris", "--model_dir=/mnt/models"]
+
+# ---------------------------------------------------------------------------------------------
+# runtime (the default target): the base image plus the venv and the demo models; no compilers, no pip.
 FROM ${BASE_IMAGE}
 
 ARG BASE_IMAGE

@@ -52,6 +52,15 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: venv
 	$(PYTHON) -m benchmarks.run $(BENCH_ARGS)
+	$(PYTHON) -m benchmarks.footprint $(FOOTPRINT_ARGS)
+
+# Cold start, RSS and image sizes: the pickle, its ONNX export, the edge runtime, beside stock
+# KServe (see benchmarks/README.md "Footprint"); with images, e.g.
+#   FOOTPRINT_ARGS="--image localhost/model-server:dev --edge-image localhost/model-server-edge:dev"
+FOOTPRINT_ARGS ?=
+.PHONY: bench-footprint
+bench-footprint: venv
+	$(PYTHON) -m benchmarks.footprint $(FOOTPRINT_ARGS)
 
 # Soak (see benchmarks/README.md "Soak"): 10 minutes at 70% of peak, memory probes; ~11 min.
 SOAK_ARGS ?=
@@ -75,10 +84,15 @@ bench-stream: venv
 # Container image (see docs/container.md); where no registry is reachable:
 #   scripts/prepare-podman.sh && make image IMAGE_BASE=localhost/debian-python:bookworm
 IMAGE_TAG ?= model-server:dev
+EDGE_IMAGE_TAG ?= model-server-edge:dev
 IMAGE_BASE ?= python:3.11-slim
-.PHONY: image
+.PHONY: image edge-image
 image:
 	bash scripts/build-image.sh --tag $(IMAGE_TAG) --base-image $(IMAGE_BASE)
+
+# The edge runtime's image (see docs/edge.md).
+edge-image:
+	bash scripts/build-image.sh --tag $(EDGE_IMAGE_TAG) --base-image $(IMAGE_BASE) --target edge
 
 # helm, kubectl (if absent) and checkov into .tools/ (see docs/kubernetes.md).
 .PHONY: tools

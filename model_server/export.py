@@ -57,6 +57,7 @@ def export(model_dir: Path, out: Path, sample: Path | None = None, tolerance: fl
     artifact = ModelArtifact.load(model_dir)
     source = Predictor(artifact, backend="sklearn")
     onnx_model = _convert(source)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as tmp:
         staged = Path(tmp) / "export"
         staged.mkdir()
@@ -69,7 +70,6 @@ def export(model_dir: Path, out: Path, sample: Path | None = None, tolerance: fl
             )
         metadata = _metadata(artifact, source, staged / ONNX_FILENAME, report, allow_nan)
         (staged / METADATA_FILENAME).write_text(json.dumps(metadata, indent=2) + "\n")
-        out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
             out.rmdir()
         staged.rename(out)

@@ -15,7 +15,6 @@ from kserve import ModelRepository as KServeModelRepository
 from kserve.metrics import PREDICT_HIST_TIME, get_labels
 from kserve.model import InferenceVerb
 
-from .codec import InferenceResponse, decode_v1, v1_response
 from .inference import ServedModel
 from .predictor import Predictor
 from .repository import ModelRepository, VersionPolicy
@@ -34,16 +33,9 @@ class SklearnModel(ServedModel, Model):
         return self.predictor_for(None).outputs_metadata()
 
     async def __call__(self, body, headers=None, verb: InferenceVerb = InferenceVerb.PREDICT):
-        """KServe's entry for its own routes (CloudEvents are ours now, in ``rest.py``): a V1 body
-        in, a V1 body out. KServe's ``Model.__call__`` also inspects each handler and times each stage with its
-        own histogram, as much as the rest of a one-row request; none of that is needed here."""
-        if verb != InferenceVerb.PREDICT:
-            raise NotImplementedError(f"{verb.name.lower()} is not supported by {type(self).__name__}")
-        if not isinstance(body, dict):
-            raise NotImplementedError("CloudEvents are answered on V1 predict (/v1/models/{name}:predict)")
-        predictor = self.predictor_for(None)
-        outputs = await predictor.infer(decode_v1(body))
-        return v1_response(InferenceResponse(self.name, predictor.version, outputs)), {}
+        """KServe's entry for its own routes. Every inference request (CloudEvents too) is answered
+        by ours (``rest.py``) before it could get here; what remains is explain, not implemented."""
+        raise NotImplementedError(f"{verb.name.lower()} is not supported by {type(self).__name__}")
 
 
 class SklearnModelRepository(ModelRepository, KServeModelRepository):

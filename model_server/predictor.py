@@ -88,7 +88,7 @@ class Predictor:
             artifact.sha256[:12],
             predictor.version,
             predictor.schema.n_features,
-            _engine_name(predictor.engine) if predictor.engine is not predictor.estimator else "scikit-learn",
+            _engine_name(predictor.engine, predictor.estimator),
         )
         return predictor
 
@@ -237,7 +237,9 @@ def _quiet_sklearn() -> None:
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
 
 
-def _engine_name(engine) -> str:
+def _engine_name(engine, estimator) -> str:
+    if engine is estimator:
+        return "ONNX Runtime" if isinstance(estimator, OnnxModel) else "scikit-learn"
     return getattr(engine, "name", type(engine).__name__)
 
 

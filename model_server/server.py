@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import signal
 
 from fastapi.responses import JSONResponse
 from kserve import ModelServer
@@ -30,6 +29,7 @@ from .management import ManagementAccess
 from .repository import ModelRepository
 from .rest import DataPlaneRoutes
 from .settings import ServerSettings
+from .shutdown import Drain
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +88,7 @@ class SklearnModelServer(ModelServer):
         self.state = ServingState()
         self.repository = repository
         self.management = ManagementAccess(settings.repository_api_enabled, settings.bearer_token)
-        self._drain: asyncio.Task | None = None
         self._watch: asyncio.Task | None = None
-        self._skip_drain = asyncio.Event()
         if not settings.access_log:
             # KServe's logging setup (in super().__init__) gives uvicorn.access a handler. Uvicorn
             # decides per connection with hasHandlers(), and formats the line's arguments (client
@@ -146,8 +144,7 @@ class SklearnModelServer(ModelServer):
             # Uvicorn would begin its shutdown at the first SIGTERM, closing the listener at once.
             rest._server.capture_signals = contextlib.nullcontext
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_signal, sig)
+        Drain(self.state, settings.drain_seconds, self._stop_servers).install(loop)
         if settings.watch:
             self._watch = loop.create_task(self.repository.watch(settings.watch_interval_seconds))
         # Everything loaded so far (KServe, scikit-learn, pandas, the model) lives as long as the
@@ -157,20 +154,6 @@ class SklearnModelServer(ModelServer):
         gc.freeze()
         gc.enable()
         await super()._serve()
-
-    def _on_signal(self, sig: int) -> None:
-        if self._drain is None:
-            self._drain = asyncio.create_task(self._drain_then_stop(signal.Signals(sig).name))
-        else:
-            logger.info("second signal: no more draining")
-            self._skip_drain.set()
-
-    async def _drain_then_stop(self, name: str) -> None:
-        self.state.draining = True
-        logger.info("%s: readiness now answers not-ready; serving %gs more", name, self.settings.drain_seconds)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._skip_drain.wait(), self.settings.drain_seconds)
-        await self._stop_servers()
 
     async def _stop_servers(self) -> None:
         if self._watch is not None:

@@ -6,7 +6,8 @@ set -euo pipefail
 usage() {
   cat <<'USAGE'
 Usage: scripts/build-image.sh [--tag TAG] [--base-image IMAGE] [--engine docker|podman]
-                              [--extra-packages "PKG ..."] [--dry-run] [--print-engine] [--help]
+                              [--extra-packages "PKG ..."] [--target edge] [--dry-run]
+                              [--print-engine] [--help]
 
 Builds the image from the repository's Dockerfile and prints its tag and size.
 
@@ -21,6 +22,9 @@ Builds the image from the repository's Dockerfile and prints its tag and size.
                       pip requirements the served models need beyond
                       scikit-learn (xgboost, lightgbm, your estimators' package),
                       installed into the image's venv (EXTRA_PACKAGES build arg)
+  --target edge       build the edge runtime's image (python -m model_server.edge
+                      serving ONNX models, no KServe or scikit-learn) instead of
+                      the server's
   --dry-run           print the build command instead of running it
   --print-engine      print the engine command line (with its global flags) that
                       this script would use, and exit; exits 1 if there is none
@@ -38,6 +42,7 @@ tag=model-server:dev
 base_image=python:3.11-slim
 engine=""
 extra_packages=""
+target=""
 dry_run=0
 print_engine=0
 while [[ $# -gt 0 ]]; do
@@ -46,6 +51,7 @@ while [[ $# -gt 0 ]]; do
     --base-image) base_image="${2:?--base-image needs a value}"; shift ;;
     --engine) engine="${2:?--engine needs a value}"; shift ;;
     --extra-packages) extra_packages="${2:?--extra-packages needs a value}"; shift ;;
+    --target) target="${2:?--target needs a value}"; shift ;;
     --dry-run) dry_run=1 ;;
     --print-engine) print_engine=1 ;;
     -h|--help) usage; exit 0 ;;
@@ -86,6 +92,9 @@ version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$repo_root/pyproject.toml")"
 revision="$(git -C "$repo_root" rev-parse HEAD 2>/dev/null || echo unknown)"
 build_cmd=("${engine_cmd[@]}" build --tag "$tag" --build-arg "BASE_IMAGE=$base_image"
   --build-arg "VERSION=$version" --build-arg "REVISION=$revision")
+if [[ -n $target ]]; then
+  build_cmd+=(--target "$target")
+fi
 if [[ -n $extra_packages ]]; then
   build_cmd+=(--build-arg "EXTRA_PACKAGES=$extra_packages")
 fi

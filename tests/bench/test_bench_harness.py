@@ -190,3 +190,17 @@ def parse_quick():
     from benchmarks.stream import parse_args
 
     return parse_args(["--quick"])
+
+
+def test_footprint_harness_measures_every_server(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.footprint", "--rounds", "1", "--models", "iris", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "footprint.json").read_text())
+    servers = {row["server"]: row for row in result["servers"]}
+    assert len(servers) == 4 and all(row["cold_start_s"] > 0 and row["rss_mb"] > 0 for row in servers.values())
+    assert (tmp_path / "footprint.md").read_text() in done.stdout

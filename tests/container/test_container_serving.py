@@ -108,10 +108,14 @@ def test_every_model_server_module_imports_in_the_pruned_venv(demo):
     assert int(demo.engine("exec", demo.name, "python", "-c", walk)) > 0
 
 
-def test_baked_demo_model_v2(engine, image):
-    """The kind canary workflow serves /opt/model-server/demo-v2 as a second revision."""
+def test_baked_demo_model_v2_is_a_forest_predicted_by_onnx_runtime(engine, image):
+    """The kind canary workflow serves /opt/model-server/demo-v2 (a random forest) as a second
+    revision; the image carries ONNX Runtime, so the forest is predicted by its ONNX twin."""
     with running_container(engine, image, "--model_name=iris", "--model_dir=/opt/model-server/demo-v2") as container:
-        assert _v2_infer(container, ROWS[:2])["model_version"] == "2"
+        body = _v2_infer(container, ROWS)
+        assert body["model_version"] == "2"
+        assert body["outputs"][0]["data"] == train(2).predict(ROWS).tolist()
+        assert "predicting with OnnxEngine" in container.logs()
 
 
 def test_model_mounted_at_mnt_models_replaces_the_demo(engine, image, tmp_path):
