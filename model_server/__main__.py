@@ -17,6 +17,9 @@ if __name__ == "__main__":
     # pandas, the model); the collector would walk them again and again while they load.
     # SklearnModelServer freezes them and turns the collector on before serving.
     gc.disable()
+    from .kserve_import import skip_package_init
+
+    skip_package_init()  # no Kubernetes API client in the server process
 
 from kserve import logging as kserve_logging
 from kserve import model_server as kserve_model_server

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kserve import Model
-from kserve import ModelRepository as KServeModelRepository
 from kserve.metrics import PREDICT_HIST_TIME, get_labels
-from kserve.model import InferenceVerb
+from kserve.model import InferenceVerb, Model
+from kserve.model_repository import ModelRepository as KServeModelRepository
 
 from .inference import ServedModel
 from .predictor import Predictor

@@ -17,8 +17,8 @@ import gc
 import logging
 
 from fastapi.responses import JSONResponse
-from kserve import ModelServer
 from kserve import errors as kserve_errors
+from kserve.model_server import ModelServer
 from kserve.protocol.dataplane import DataPlane
 
 from . import errors

@@ -45,3 +45,15 @@ def test_the_check_would_see_a_crossing():
     code = "import sys, model_server.server; print('kserve' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.strip() == "True"
+
+
+def test_the_server_loads_kserve_without_its_kubernetes_client():
+    code = (
+        "import sys\n"
+        "from model_server.kserve_import import skip_package_init\n"
+        "skip_package_init()\n"
+        "import model_server.server, model_server.model, model_server.grpc_server\n"
+        "print('kubernetes' in sys.modules, 'kserve.model_server' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.split() == ["False", "True"]
