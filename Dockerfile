@@ -4,11 +4,14 @@
 # `python3 -m venv` (python:3.11-slim, or localhost/debian-python:bookworm from
 # scripts/prepare-podman.sh where no registry can be reached).
 ARG BASE_IMAGE=python:3.11-slim
+# The image the demo models are trained and exported in: the build machine's platform, so that a
+# cross-build (--platform linux/arm64) trains natively. The same as BASE_IMAGE otherwise.
+ARG BUILD_BASE_IMAGE=${BASE_IMAGE}
 
 # ---------------------------------------------------------------------------------------------
-# build: the venv with the project, pruned; the two demo models trained here.
-FROM ${BASE_IMAGE} AS build
-
+# demo: the demo models, trained and exported on the build platform. Its steps are the build
+# stage's first ones, so when both platforms are one, the layers are shared.
+FROM --platform=$BUILDPLATFORM ${BUILD_BASE_IMAGE} AS demo
 # Index settings are passed in by scripts/build-image.sh, so no host is hard-coded here.
 ARG PIP_INDEX_URL=""
 ARG PIP_EXTRA_INDEX_URL=""
@@ -18,6 +21,45 @@ ARG PIP_TRUSTED_HOST=""
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+RUN python3 -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml ./
+RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['onnx']))" > requirements.txt \
+ && /opt/venv/bin/pip install -r requirements.txt
+COPY README.md ./
+COPY model_server ./model_server
+RUN /opt/venv/bin/pip install --no-deps .
+# v1 is what the image serves by default, v2 is for canary demos (the kind workflow points a
+# second revision at it), v1 exported to ONNX is the edge image's.
+RUN /opt/venv/bin/python -m model_server.demo /export/mnt/models \
+ && /opt/venv/bin/python -m model_server.demo /export/opt/model-server/demo-v2 --version 2 \
+ && /opt/venv/bin/python -m model_server.export --model_dir /export/mnt/models --out /export-edge/mnt/models
+
+# ---------------------------------------------------------------------------------------------
+# build: the venv with the project, pruned. Dependencies in their own layer (read from
+# pyproject.toml), so code changes rebuild quickly. The onnx extra (ONNX Runtime and the
+# converter) is in: an ensemble served from its pickle is converted at load (--backend auto) and
+# predicted many times faster, and an exported ONNX directory serves without scikit-learn.
+FROM ${BASE_IMAGE} AS build
+# Index settings are passed in by scripts/build-image.sh, so no host is hard-coded here.
+ARG PIP_INDEX_URL=""
+ARG PIP_EXTRA_INDEX_URL=""
+ARG PIP_TRUSTED_HOST=""
+# PIP_CERT: use the system CA bundle (the builder may mount the host's over it) instead of
+# pip's bundled one, so TLS-inspecting proxies that the host trusts work.
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+RUN python3 -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml ./
+RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['onnx']))" > requirements.txt \
+ && /opt/venv/bin/pip install -r requirements.txt
+COPY README.md ./
+COPY model_server ./model_server
+RUN /opt/venv/bin/pip install --no-deps .
 
 # `strip` for the debug-info prune below; this stage only, so versions are not pinned.
 # hadolint ignore=DL3008
@@ -25,33 +67,11 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends binutils \
  && rm -rf /var/lib/apt/lists/*
 
-RUN python3 -m venv /opt/venv
-WORKDIR /src
-
-# Dependencies in their own layer (read from pyproject.toml), so code changes rebuild quickly. The
-# onnx extra (ONNX Runtime and the converter) is in: an ensemble served from its pickle is
-# converted at load (--backend auto) and predicted many times faster, and an exported ONNX
-# directory serves without scikit-learn.
-COPY pyproject.toml ./
-RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['onnx']))" > requirements.txt \
- && /opt/venv/bin/pip install -r requirements.txt
-
-COPY README.md ./
-COPY model_server ./model_server
-RUN /opt/venv/bin/pip install --no-deps .
-
 # Libraries the served models need beyond scikit-learn (XGBoost, LightGBM, a package of your
 # own estimators): pip requirement specifiers, space-separated, e.g. "lightgbm==4.6.0".
 ARG EXTRA_PACKAGES=""
 # hadolint ignore=DL3013,SC2086
 RUN if [ -n "$EXTRA_PACKAGES" ]; then /opt/venv/bin/pip install $EXTRA_PACKAGES; fi
-
-# Demo models, trained now so the final stage needs no training: v1 is what the image serves
-# by default, v2 is for canary demos (the kind workflow points a second revision at it).
-RUN /opt/venv/bin/python -m model_server.demo /export/mnt/models \
- && /opt/venv/bin/python -m model_server.demo /export/opt/model-server/demo-v2 --version 2 \
- && /opt/venv/bin/python -m model_server.export --model_dir /export/mnt/models --out /export-edge/mnt/models
 
 # Prune what the server never uses (the unpruned venv is ~770 MB; the budget for the image is 550):
 # - distributions kserve requires only for features this server does not use: Pillow (images),
@@ -143,7 +163,7 @@ RUN id -u 1000 > /dev/null 2>&1 \
  || useradd --uid 1000 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin \
       --no-log-init model-server
 COPY --from=edge-build /opt/venv /opt/venv
-COPY --from=build /export-edge/ /
+COPY --from=demo /export-edge/ /
 ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -179,7 +199,7 @@ RUN id -u 1000 > /dev/null 2>&1 \
       --no-log-init model-server
 
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build /export/ /
+COPY --from=demo /export/ /
 
 ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \

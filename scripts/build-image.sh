@@ -6,7 +6,8 @@ set -euo pipefail
 usage() {
   cat <<'USAGE'
 Usage: scripts/build-image.sh [--tag TAG] [--base-image IMAGE] [--engine docker|podman]
-                              [--extra-packages "PKG ..."] [--target edge] [--dry-run]
+                              [--extra-packages "PKG ..."] [--target edge]
+                              [--platform PLATFORM --build-base-image IMAGE] [--dry-run]
                               [--print-engine] [--help]
 
 Builds the image from the repository's Dockerfile and prints its tag and size.
@@ -25,6 +26,12 @@ Builds the image from the repository's Dockerfile and prints its tag and size.
   --target edge       build the edge runtime's image (python -m model_server.edge
                       serving ONNX models, no KServe or scikit-learn) instead of
                       the server's
+  --platform PLATFORM build for another platform, e.g. linux/arm64 (needs qemu user
+                      emulation: Debian's qemu-user-static), from a --base-image
+                      of that platform
+  --build-base-image IMAGE
+                      with --platform: an image of the build machine's platform,
+                      where the demo models are trained (BUILD_BASE_IMAGE)
   --dry-run           print the build command instead of running it
   --print-engine      print the engine command line (with its global flags) that
                       this script would use, and exit; exits 1 if there is none
@@ -43,6 +50,8 @@ base_image=python:3.11-slim
 engine=""
 extra_packages=""
 target=""
+platform=""
+build_base_image=""
 dry_run=0
 print_engine=0
 while [[ $# -gt 0 ]]; do
@@ -52,6 +61,8 @@ while [[ $# -gt 0 ]]; do
     --engine) engine="${2:?--engine needs a value}"; shift ;;
     --extra-packages) extra_packages="${2:?--extra-packages needs a value}"; shift ;;
     --target) target="${2:?--target needs a value}"; shift ;;
+    --platform) platform="${2:?--platform needs a value}"; shift ;;
+    --build-base-image) build_base_image="${2:?--build-base-image needs a value}"; shift ;;
     --dry-run) dry_run=1 ;;
     --print-engine) print_engine=1 ;;
     -h|--help) usage; exit 0 ;;
@@ -94,6 +105,13 @@ build_cmd=("${engine_cmd[@]}" build --tag "$tag" --build-arg "BASE_IMAGE=$base_i
   --build-arg "VERSION=$version" --build-arg "REVISION=$revision")
 if [[ -n $target ]]; then
   build_cmd+=(--target "$target")
+fi
+if [[ -n $platform ]]; then
+  if [[ -z $build_base_image ]]; then
+    echo "build-image: --platform needs --build-base-image (an image of this machine's platform)" >&2
+    exit 2
+  fi
+  build_cmd+=(--platform "$platform" --build-arg "BUILD_BASE_IMAGE=$build_base_image")
 fi
 if [[ -n $extra_packages ]]; then
   build_cmd+=(--build-arg "EXTRA_PACKAGES=$extra_packages")
