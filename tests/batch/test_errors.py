@@ -124,15 +124,9 @@ def test_exit_codes_summary_and_on_error_fail(demo_model_dir, tmp_path):
         f"--model_dir={demo_model_dir}", f"--input={dirty}", f"--output={tmp_path / 'fail'}", "--on_error=fail"
     )
     assert failed.returncode == 2
-    assert (
-        failed.stderr.strip().splitlines()[-1]
-        == (
-            f"batch: stopped: row 42 of the input ({dirty}), column 'sepal_length': instance 42, feature "
-            "'sepal_length': expected a number, got a string 'n/a'"
-            '; if it takes strings, declare it with datatype BYTES in metadata.json "features" (--on_error fail)'
-        )
-        or "row 42 of the input" in failed.stderr
-    )
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"batch: stopped: row 42 of the input ({dirty}), column 'sepal_length': instance 42, ")
+    assert "expected a number, got a string 'n/a'" in last and last.endswith("(--on_error fail)")
 
 
 @pytest.mark.parametrize(
