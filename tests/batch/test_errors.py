@@ -110,7 +110,7 @@ def test_exit_codes_summary_and_on_error_fail(demo_model_dir, tmp_path):
 
     frame = iris_frame(300)
     frame["sepal_length"] = frame["sepal_length"].astype(object)
-    frame.loc[42, "sepal_length"] = "n/a"
+    frame.loc[42, "sepal_length"] = "abc"
     dirty = write(frame, tmp_path / "dirty.csv")
     skipped = run_batch(
         f"--model_dir={demo_model_dir}",
@@ -126,7 +126,7 @@ def test_exit_codes_summary_and_on_error_fail(demo_model_dir, tmp_path):
     assert failed.returncode == 2
     last = failed.stderr.strip().splitlines()[-1]
     assert last.startswith(f"batch: stopped: row 42 of the input ({dirty}), column 'sepal_length': instance 42, ")
-    assert "expected a number, got a string 'n/a'" in last and last.endswith("(--on_error fail)")
+    assert "expected a number, got a string 'abc'" in last and last.endswith("(--on_error fail)")
 
 
 @pytest.mark.parametrize(
