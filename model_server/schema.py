@@ -271,7 +271,6 @@ class InputSchema:
                 raise InvalidInput(f"instance {row}, feature '{name}': {what} is not accepted by this model")
         return matrix
 
-
     # -- batch scoring: one value at a time --------------------------------------------------
 
     def value_problem(self, column: int, value, row: int) -> str | None:
