@@ -122,6 +122,7 @@ def mlserver_infer(model, X: np.ndarray, workdir: Path, rows_per_request: int) -
     from benchmarks.servers import RunningServer, mlserver
 
     binary = ensure_mlserver()
+    workdir.mkdir(parents=True, exist_ok=True)
     requests = workdir / "requests.jsonl"
     with open(requests, "w") as f:
         for i, start in enumerate(range(0, len(X), rows_per_request)):
