@@ -197,3 +197,17 @@ def test_help_lists_every_flag_and_variables_work(demo_model_dir, tmp_path):
     assert missing.returncode == 2 and "--output is required" in missing.stderr
     unknown = run_batch(f"--input={source}", "--output=x", "--outputs=predict,probs")
     assert unknown.returncode == 2 and "--outputs: unknown ['probs']" in unknown.stderr
+
+
+def test_progress_shows_rows_per_second_and_eta(demo_model_dir, tmp_path):
+    from model_server.batch.progress import Progress
+
+    progress = Progress("none", total=1000)
+    progress.advance(250, 3)
+    line = progress.line()
+    assert line.startswith("250 of 1,000 (25%) rows, ") and "rows/s, 3 rejected, ETA " in line
+    source = write(iris_frame(200), tmp_path / "in.parquet")
+    done = run_batch(
+        f"--model_dir={demo_model_dir}", f"--input={source}", f"--output={tmp_path / 'out'}", "--progress=bar"
+    )
+    assert done.returncode == 0 and "200/200" in done.stderr and "rows/s" in done.stderr
