@@ -83,17 +83,26 @@ def run_batch(model_dir: Path, source: Path, out: Path, positional: bool, worker
     return wall, rss, json.loads(done.stdout)
 
 
-def peak_rss_run(argv: list[str]) -> tuple[float, int, subprocess.CompletedProcess]:
-    """Run to the end; wall seconds and this child's own peak RSS in MiB (wait4, not RUSAGE_CHILDREN)."""
+def peak_rss_run(argv: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Run to the end; wall seconds and the child's peak RSS in MiB: its VmHWM, polled from /proc.
+    Not ru_maxrss: Linux keeps that across exec, so it would count this process's own pages from
+    before the child's exec."""
     started = time.perf_counter()
+    peak_kib = 0
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(argv, stdout=out, stderr=err, cwd=REPO_ROOT)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        while process.poll() is None:
+            try:
+                for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak_kib = max(peak_kib, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
         wall = time.perf_counter() - started
         out.seek(0), err.seek(0)
         done = subprocess.CompletedProcess(argv, process.returncode, out.read().decode(), err.read().decode())
-    return wall, usage.ru_maxrss / 1024, done
+    return wall, peak_kib / 1024, done
 
 
 def digest(directory: Path) -> str:
