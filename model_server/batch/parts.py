@@ -49,6 +49,9 @@ class OutputDirectory:
         self.local = isinstance(self.fs, pa_fs.LocalFileSystem)
         index, count = shard
         self.manifest_name = "_manifest.json" if count == 1 else f"_manifest-{index}-of-{count}.json"
+        # Temporary files carry the shard: shards writing into one directory at once must only ever
+        # clean up their own.
+        self.temporary_prefix = f".tmp-{index}-of-{count}-"
         self._lock = threading.Lock()
         self.manifest: dict = {}
 
@@ -149,7 +152,9 @@ class OutputDirectory:
                 with self.fs.open_input_stream(f"{self.root}/{part}") as source:
                     stream.write(source.read())
 
-        _write_atomically(errors_fs, errors_path, write, isinstance(errors_fs, pa_fs.LocalFileSystem))
+        _write_atomically(
+            errors_fs, errors_path, write, isinstance(errors_fs, pa_fs.LocalFileSystem), self.temporary_prefix
+        )
         listed = {
             name
             for i in own_files
@@ -160,7 +165,9 @@ class OutputDirectory:
 
         def leftover(name: str) -> bool:
             match = PART.match(name.rsplit("/", 1)[-1])
-            return (match is not None and int(match.group(1)) in own_files and name not in listed) or ".tmp-" in name
+            return (match is not None and int(match.group(1)) in own_files and name not in listed) or self._temporary(
+                name
+            )
 
         self._remove(leftover, own_files)
         with self._lock:
@@ -184,7 +191,10 @@ class OutputDirectory:
                 raise InvalidInput(f"output {self.uri}: {name} is not valid JSON ({exc}): remove it") from None
 
     def _write_file(self, name: str, write: Callable) -> None:
-        _write_atomically(self.fs, f"{self.root}/{name}", write, self.local)
+        _write_atomically(self.fs, f"{self.root}/{name}", write, self.local, self.temporary_prefix)
+
+    def _temporary(self, name: str) -> bool:
+        return name.rsplit("/", 1)[-1].startswith(self.temporary_prefix)
 
     def _remove(self, which: Callable[[str], bool], own_files: set[int]) -> None:
         """Remove this shard's files for which ``which(name relative to the root)`` holds."""
@@ -194,18 +204,18 @@ class OutputDirectory:
                 continue
             name = info.path[len(self.root) + 1 :]
             match = PART.match(name.rsplit("/", 1)[-1])
-            mine = name == self.manifest_name or (match and int(match.group(1)) in own_files) or ".tmp-" in name
+            mine = name == self.manifest_name or (match and int(match.group(1)) in own_files) or self._temporary(name)
             if mine and which(name):
                 self.fs.delete_file(info.path)
 
 
-def _write_atomically(fs: pa_fs.FileSystem, path: str, write: Callable, local: bool) -> None:
+def _write_atomically(fs: pa_fs.FileSystem, path: str, write: Callable, local: bool, prefix: str) -> None:
     if not local:
         with fs.open_output_stream(path) as stream:
             write(stream)
         return
     directory, _, name = path.rpartition("/")
-    temporary = f"{directory}/.tmp-{name}-{uuid.uuid4().hex[:8]}"
+    temporary = f"{directory}/{prefix}{name}-{uuid.uuid4().hex[:8]}"
     try:
         with fs.open_output_stream(temporary) as stream:
             write(stream)
