@@ -237,7 +237,7 @@ def markdown(report: dict) -> str:
     lines = [
         f"Measured {meta['date']} on {meta['machine']}; {meta['rows']:,} rows per model, Parquet in and out, "
         f"batch with {meta['workers']} workers (every CPU); best of 2 batch runs; this server at commit "
-        f"{meta['commit']}.",
+        f"{meta['commit']}; 1-minute load average {meta['load_average'][0]} before, {meta['load_average'][1]} after.",
         "",
         "| model | engine | raw engine rows/s | batch rows/s (scoring) | vs raw | batch wall s | naive script wall s "
         "| batch vs naive (wall) | mlserver infer s | batch vs mlserver (wall) | same bytes: 2 runs / 1 vs N workers |",
@@ -302,6 +302,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     from model_server.batch.runner import usable_cpus
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         root = Path(tmp)
         models = [measure(name, args.rows, root, args) for name in args.models.split(",")]
@@ -315,6 +316,8 @@ def main(argv=None) -> None:
             "rows": args.rows,
             "workers": usable_cpus(),
             "commit": commit.stdout.strip() or "unknown",
+            # Other work on the machine moves every figure: the 1-minute load before and after.
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         },
         "models": models,
         "rss": rss,
