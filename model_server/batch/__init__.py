@@ -15,7 +15,8 @@ Modules: ``config`` (the flags), ``sources`` (input files, read in chunks), ``sc
 """
 
 from .config import BatchSettings
-from .scoring import Rejection, Scored, Scorer
+
+__all__ = ["BatchSettings", "Rejection", "Scored", "Scorer", "run"]
 
 
 def run(settings: BatchSettings):
@@ -24,4 +25,11 @@ def run(settings: BatchSettings):
     return run_batch(settings)
 
 
-__all__ = ["BatchSettings", "Rejection", "Scored", "Scorer", "run"]
+def __getattr__(name: str):
+    # Imported on first use: the package (and `python -m model_server.batch`, which says what to
+    # install) loads without pyarrow, which the default server image leaves out.
+    if name in ("Rejection", "Scored", "Scorer"):
+        from . import scoring
+
+        return getattr(scoring, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
