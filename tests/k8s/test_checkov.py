@@ -53,18 +53,12 @@ def test_no_checkov_check_fails(report):
     assert failed == []
 
 
-<<<<<<< HEAD
-def test_every_skip_is_justified_and_only_on_the_test_pod_and_the_stream_consumer(report):
-    skipped = report["results"]["skipped_checks"]
-    assert {c["resource"] for c in skipped} <= {
-        "Pod.models.demo-model-server-test",
-        "Deployment.models.demo-model-server-stream",
-    }
-=======
-def test_every_skip_is_justified_and_only_on_the_test_pod_and_the_batch_pods(report):
+def test_every_skip_is_justified_and_only_on_the_test_pod_the_stream_consumer_and_the_batch_pods(report):
     skipped = report["results"]["skipped_checks"]
     batch = {c["resource"] for c in skipped if c["resource"].split(".")[2].startswith("demo-model-server-batch")}
     assert batch, "the batch Job and CronJob renderings were scanned"
-    assert {c["resource"] for c in skipped} - batch <= {"Pod.models.demo-model-server-test"}
->>>>>>> 732d0d9 (Chart: batch.enabled renders an Indexed Job, batch.schedule a CronJob of it; same image, hardening and storage URI; run id in the Job's name; strict validation, checkov, values documented)
+    assert {c["resource"] for c in skipped} - batch <= {
+        "Pod.models.demo-model-server-test",
+        "Deployment.models.demo-model-server-stream",
+    }
     assert all(len(c["check_result"].get("suppress_comment", "")) > 20 for c in skipped), skipped
