@@ -81,6 +81,12 @@ BENCH_STREAM_ARGS ?=
 bench-stream: venv
 	$(PYTHON) -m benchmarks.stream $(BENCH_STREAM_ARGS)
 
+# Batch scoring vs the raw engine, a naive pandas script and `mlserver infer` (benchmarks/README.md), ~10 min.
+BENCH_BATCH_ARGS ?=
+.PHONY: bench-batch
+bench-batch: venv
+	$(PYTHON) -m benchmarks.batch $(BENCH_BATCH_ARGS)
+
 # Container image (see docs/container.md); where no registry is reachable:
 #   scripts/prepare-podman.sh && make image IMAGE_BASE=localhost/debian-python:bookworm
 IMAGE_TAG ?= model-server:dev

@@ -51,6 +51,10 @@ class SettingsError(ModelServerError):
     """A flag or MODEL_SERVER_* environment variable has a value that cannot be used."""
 
 
+class RowsRejected(InvalidInput):
+    """Batch scoring refused input rows (each named in the errors file): the run's exit code is 2."""
+
+
 class Status(NamedTuple):
     http: int
     grpc: str  # a grpc.StatusCode name
@@ -59,6 +63,7 @@ class Status(NamedTuple):
 
 STATUS: dict[type[BaseException], Status] = {
     InvalidInput: Status(400, "INVALID_ARGUMENT", 1),
+    RowsRejected: Status(400, "INVALID_ARGUMENT", 2),
     RequestTooLarge: Status(413, "RESOURCE_EXHAUSTED", 1),
     ModelNotFound: Status(404, "NOT_FOUND", 1),
     ModelNotReady: Status(503, "UNAVAILABLE", 1),

@@ -271,6 +271,23 @@ class InputSchema:
                 raise InvalidInput(f"instance {row}, feature '{name}': {what} is not accepted by this model")
         return matrix
 
+    # -- batch scoring: one value at a time --------------------------------------------------
+
+    def value_problem(self, column: int, value, row: int) -> str | None:
+        """What from_rows / from_tensors say about ``value`` as feature ``column`` of instance
+        ``row``, or None when they take it: batch scoring names each row it refuses with it."""
+        feature = self.features[column] if self.features else Feature(f"#{column}")
+        if feature.numeric and isinstance(value, (float, np.floating)):
+            if np.isinf(value) or (np.isnan(value) and not self.allow_nan):
+                what = "null/NaN or infinity" if not self.allow_nan else "infinity"  # as _checked says it
+                return f"instance {row}, feature '{feature.name}': {what} is not accepted by this model"
+            return None
+        try:
+            _checked_value(value, feature, row, self.allow_nan, self._hint)
+        except InvalidInput as exc:
+            return str(exc)
+        return None
+
 
 def _fast_numeric_matrix(rows: list, n_features: int | None) -> np.ndarray | None:
     """One C-level conversion per chunk of rows for the common case; None sends the caller to the

@@ -114,9 +114,12 @@ class ModelSettings:
                 action.help = argparse.SUPPRESS
         for field in dataclasses.fields(cls):
             meta = field.metadata
+            # A boolean flag alone means true (--positional), as well as --positional=false.
+            bare = {"nargs": "?", "const": True} if meta["cast"] is boolean else {}
             parser.add_argument(
                 flag_of(field),
                 dest=field.name,
+                **bare,
                 type=meta["cast"],
                 default=field.default,
                 choices=meta["choices"],

@@ -97,15 +97,37 @@ def test_root_filesystem_is_read_only_and_tmp_is_writable(demo):
 
 
 def test_every_model_server_module_imports_in_the_pruned_venv(demo):
-    """The venv prune keeps whatever any module of the package imports."""
+    """The venv prune keeps whatever any module of the package imports (batch scoring's modules
+    need pyarrow, an extra the default image leaves out: checked when it is there)."""
     walk = (
-        "import importlib, pkgutil, model_server\n"
+        "import importlib, importlib.util, pkgutil, model_server\n"
+        "optional = {'model_server.batch.': 'pyarrow'}\n"
         "names = [m.name for m in pkgutil.walk_packages(model_server.__path__, 'model_server.')\n"
-        "         if not m.name.endswith('__main__')]\n"
+        "         if not m.name.endswith('__main__') and not any(\n"
+        "             m.name.startswith(p) and importlib.util.find_spec(d) is None for p, d in optional.items())]\n"
         "for name in names: importlib.import_module(name)\n"
         "print(len(names))\n"
     )
     assert int(demo.engine("exec", demo.name, "python", "-c", walk)) > 0
+
+
+def test_batch_scoring_without_its_extra_says_what_to_install(demo):
+    done = demo.engine.run(
+        "exec",
+        demo.name,
+        "python",
+        "-m",
+        "model_server.batch",
+        "--input=/tmp/x.parquet",
+        "--output=/tmp/out",
+        check=False,
+    )
+    has_pyarrow = demo.engine.run("exec", demo.name, "python", "-c", "import pyarrow", check=False).returncode == 0
+    if has_pyarrow:  # an image built with --extra-packages pyarrow: the input is simply missing
+        assert done.returncode == 1 and "no such file or directory" in done.stderr
+    else:
+        assert done.returncode == 1
+        assert done.stderr.strip().splitlines()[-1] == "batch: needs pyarrow: pip install 'model-server[batch]'"
 
 
 def test_baked_demo_model_v2_is_a_forest_predicted_by_onnx_runtime(engine, image):

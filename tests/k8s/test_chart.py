@@ -61,6 +61,8 @@ def test_ci_covers_every_supported_combination():
         "multi-model-values",
         "stream-values",
         "kafka-eventing-values",
+        "batch-job-values",
+        "batch-cronjob-values",
     }
 
 

@@ -9,7 +9,13 @@ import yaml
 from .rendering import CHART, MANIFESTS, OVERLAYS, REPO
 
 # Free-form objects documented as a whole (their keys are Kubernetes' own).
-WHOLE_OBJECTS = {"resources", "podSecurityContext", "securityContext"}
+WHOLE_OBJECTS = {
+    "resources",
+    "podSecurityContext",
+    "securityContext",
+    "batch.resources",
+    "batch.storageInitializer.resources",
+}
 
 
 def value_paths(values: dict, prefix: str = "") -> set[str]:

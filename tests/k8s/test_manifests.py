@@ -7,7 +7,7 @@ import pytest
 from .kserve_rules import runtime_violations, violations
 from .rendering import MANIFESTS, OVERLAYS, kinds, kustomize, one
 
-EXPECTED_OVERLAYS = {
+MODEL_OVERLAYS = {
     "standard",
     "knative",
     "canary-knative",
@@ -18,6 +18,9 @@ EXPECTED_OVERLAYS = {
     "multi-model",
     "kafka-eventing",
 }
+# Overlays that deploy no InferenceService (the KServe rules do not apply to them).
+JOB_OVERLAYS = {"batch-job"}
+EXPECTED_OVERLAYS = MODEL_OVERLAYS | JOB_OVERLAYS
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +50,7 @@ def test_builds_and_validates_strictly(built, schema_validator, name):
     assert problems == []
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED_OVERLAYS))
+@pytest.mark.parametrize("name", sorted(MODEL_OVERLAYS))
 def test_keeps_the_v0_20_rules(built, name):
     runtimes = {o["metadata"]["name"]: o for o in built[name] if o["kind"] == "ServingRuntime"}
     assert violations(one(built[name], "InferenceService"), runtimes) == []
@@ -170,3 +173,20 @@ def test_kafka_eventing_keeps_the_reply_and_routes_it_to_the_output_topic(built)
     dead_letters = requests["delivery"]["deadLetterSink"]["ref"]["name"]
     assert by_name["KafkaSink", dead_letters]["spec"]["topic"] == "iris-errors"
     assert annotations(built, "kafka-eventing")["serving.kserve.io/deploymentMode"] == "Standard"
+
+
+def test_batch_job_is_an_indexed_job_hardened_like_the_runtime(built):
+    (job,) = built["batch-job"]
+    assert job["kind"] == "Job" and job["metadata"]["name"] == "iris-batch-run-1"
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == 4
+    pod = spec["template"]["spec"]
+    (scorer,) = pod["containers"]
+    assert scorer["command"] == ["/opt/venv/bin/python", "-m", "model_server.batch"]
+    assert {"name": "MODEL_SERVER_SHARD_COUNT", "value": "4"} in scorer["env"]
+    assert scorer["image"] == "model-server:0.1.0"
+    runtime = one(built["runtime"], "ServingRuntime")["spec"]["containers"][0]
+    for container in [*pod["initContainers"], scorer]:
+        assert container["securityContext"] == runtime["securityContext"]
+    (init,) = pod["initContainers"]
+    assert init["args"][0] == predictor(built, "base")["model"]["storageUri"]

@@ -20,7 +20,7 @@ CORE = (
     "settings",
 )
 # Plain ASGI routes: front ends without KServe (the edge runtime) serve them too.
-KSERVE_FREE_FRONT_ENDS = ("rest", "cloudevent")
+KSERVE_FREE_FRONT_ENDS = ("rest", "cloudevent", "batch", "batch.runner")
 FORBIDDEN = ("kserve", "fastapi", "grpc", "uvicorn")
 # The Kafka front end: no KServe, no FastAPI, no gRPC (its ops port runs on uvicorn).
 STREAM = ("stream.__main__", "stream.consumer", "stream.messages", "stream.offsets", "stream.ops", "stream.settings")
