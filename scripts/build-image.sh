@@ -111,7 +111,15 @@ if [[ -n $platform ]]; then
     echo "build-image: --platform needs --build-base-image (an image of this machine's platform)" >&2
     exit 2
   fi
-  build_cmd+=(--platform "$platform" --build-arg "BUILD_BASE_IMAGE=$build_base_image")
+  # Podman 4 leaves BUILDPLATFORM empty, and finds a local image of another platform by its
+  # ID only: both are spelled out.
+  base_ref=$base_image
+  if [[ $engine == podman ]] && [[ $dry_run -eq 0 ]]; then
+    base_ref="$("${engine_cmd[@]}" image inspect --format '{{.Id}}' "$base_image")"
+  fi
+  host_arch="$(uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')"
+  build_cmd+=(--platform "$platform" --build-arg "BUILDPLATFORM=linux/$host_arch"
+    --build-arg "BASE_IMAGE=$base_ref" --build-arg "BUILD_BASE_IMAGE=$build_base_image")
 fi
 if [[ -n $extra_packages ]]; then
   build_cmd+=(--build-arg "EXTRA_PACKAGES=$extra_packages")
