@@ -1,6 +1,6 @@
 """``Predictor``: one loaded model version, from a decoded request to its outputs.
 
-artifact (verified, unpickled) + input schema + engine + output types + a micro-batcher. Every
+artifact (verified, loaded) + input schema + engine + output types + a micro-batcher. Every
 front end predicts through it: the KServe model and the edge runtime call ``infer()`` (batched
 with concurrent requests), batch scoring calls ``predict_batch()`` on its own chunks.
 
