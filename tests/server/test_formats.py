@@ -164,6 +164,21 @@ def test_refused_at_start_with_one_line_and_nothing_run(tmp_path, make, reason):
     assert not ran.exists()
 
 
+def test_the_stream_consumer_refuses_an_unpinned_pickle_too(tmp_path):
+    """Every front end loads through the same loader: the Kafka consumer stops before it connects."""
+    model_dir = pickled(tmp_path / "model")
+    topics = ["--input_topic=requests", "--output_topic=responses", "--bootstrap_servers=127.0.0.1:1"]
+    result = subprocess.run(
+        [sys.executable, "-m", "model_server.stream", f"--model_dir={model_dir}", STRICT, *topics],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "model.joblib: an unpinned pickle file, refused unread (--require_sha256)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_mlflow_pickle_unpinned_is_refused_at_start(tmp_path, mlflow_models):
     model_dir = shutil.copytree(mlflow_models["cloudpickle"], tmp_path / "model")
     with pytest.raises(RuntimeError) as error, start_server(model_dir, "strict", STRICT, timeout=60):

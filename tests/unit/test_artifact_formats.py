@@ -71,7 +71,9 @@ def one_line(error) -> str:
         (("model.joblib", "extra.pkl"), ("pickle", "model.joblib")),
         (("MLmodel", "model.pkl", "model.skops"), ("MLflow model", "MLmodel")),  # MLmodel names its own file
         (("model.skops", "model.joblib"), "several model files in .* \\(model.skops, model.joblib\\): keep one"),
-        (("notes.txt",), "no model file in .*: expected one of model.skops, model.joblib, .*MLflow model"),
+        (("model.onnx",), ("ONNX", "model.onnx")),
+        (("model.onnx", "model.joblib"), "several model files in .* \\(model.onnx, model.joblib\\): keep one"),
+        (("notes.txt",), "no model file in .*: expected one of model.skops, model.onnx, model.joblib, .*MLflow model"),
     ],
 )
 def test_the_format_table_decides_what_a_directory_holds(tmp_path, files, expected):
@@ -349,3 +351,17 @@ def test_tensor_or_unnamed_signatures_leave_the_schema_to_the_estimator(tmp_path
             lambda d, inputs=inputs: d["signature"].update(inputs=json.dumps(inputs)),
         )
         assert ModelArtifact.load(model_dir).metadata.features is None
+
+
+def test_onnx_model_directory_loads_through_the_same_table(tmp_path):
+    from model_server.export import export
+
+    model = LogisticRegression().fit(X, Y)
+    export(pickle_dir(tmp_path / "source", model), tmp_path / "onnx")
+    metadata_path = tmp_path / "onnx" / "metadata.json"
+    metadata = json.loads(metadata_path.read_text())
+    del metadata["sha256"]  # a graph runs no code when it loads: no pin needed, even under require_sha256
+    metadata_path.write_text(json.dumps(metadata))
+    artifact = ModelArtifact.load(tmp_path / "onnx", require_sha256=True)
+    assert artifact.format == "ONNX" and artifact.path.name == "model.onnx"
+    assert artifact.estimator.predict(X).tolist() == model.predict(X).tolist()
