@@ -71,7 +71,10 @@ def open_model(mlmodel: Path, metadata: ModelMetadata) -> ModelFile:
     model_format = f"MLflow {serialization}"
     if serialization == "skops":
         trusted = (*metadata.skops_trusted_types, *_trusted_types(flavor.get("skops_trusted_types"), invalid))
-        where = f'"{skops_file.TRUSTED_TYPES_KEY}" in {METADATA_FILENAME} or in {MLMODEL}'
+        where = (
+            f'"{skops_file.TRUSTED_TYPES_KEY}" in {METADATA_FILENAME} '
+            f"or flavors.sklearn.skops_trusted_types in {MLMODEL}"
+        )
         return ModelFile(path, model_format, metadata, lambda: skops_file.load(path, trusted, where), pins=pins)
     return ModelFile(
         path, model_format, metadata, lambda: pickle_file.unpickle(path, serialization), runs_code=True, pins=pins

@@ -272,7 +272,8 @@ def test_mlflow_skops_trusts_what_mlmodel_trusts(tmp_path, mlflow_models):
     skops.io.dump(RandomForestClassifier(n_estimators=2, random_state=0).fit(X, Y), model_dir / "model.skops")
     edit_mlmodel(model_dir, lambda d: d.pop("signature"))
     with pytest.raises(
-        ArtifactError, match=r"untrusted types \['sklearn.tree._tree.Tree'\].* in metadata.json or in MLmodel"
+        ArtifactError,
+        match=r"untrusted types \['sklearn.tree._tree.Tree'\].* or flavors.sklearn.skops_trusted_types in MLmodel",
     ):
         ModelArtifact.load(model_dir)
     edit_mlmodel(model_dir, lambda d: d["flavors"]["sklearn"].update(skops_trusted_types=["sklearn.tree._tree.Tree"]))
