@@ -164,12 +164,26 @@ def test_refused_at_start_with_one_line_and_nothing_run(tmp_path, make, reason):
     assert not ran.exists()
 
 
-def test_the_stream_consumer_refuses_an_unpinned_pickle_too(tmp_path):
-    """Every front end loads through the same loader: the Kafka consumer stops before it connects."""
+@pytest.mark.parametrize(
+    "front_end",
+    [
+        [
+            "model_server.stream",
+            "--input_topic=requests",
+            "--output_topic=responses",
+            "--bootstrap_servers=127.0.0.1:1",
+        ],
+        ["model_server.edge", "--http_port=0"],
+    ],
+    ids=["stream", "edge"],
+)
+def test_the_other_front_ends_refuse_an_unpinned_pickle_too(tmp_path, front_end):
+    """Every front end loads through the same loader: the Kafka consumer stops before it connects,
+    the edge runtime before it listens."""
+    module, *args = front_end
     model_dir = pickled(tmp_path / "model")
-    topics = ["--input_topic=requests", "--output_topic=responses", "--bootstrap_servers=127.0.0.1:1"]
     result = subprocess.run(
-        [sys.executable, "-m", "model_server.stream", f"--model_dir={model_dir}", STRICT, *topics],
+        [sys.executable, "-m", module, f"--model_dir={model_dir}", STRICT, *args],
         capture_output=True,
         text=True,
         timeout=60,
