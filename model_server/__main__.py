@@ -32,8 +32,8 @@ from .settings import ServerSettings
 logger = logging.getLogger("model_server")
 
 DESCRIPTION = (
-    "Serve a scikit-learn model (model.joblib / model.pkl / model.pickle, optional metadata.json) over "
-    "KServe's V1, V2 REST and V2 gRPC protocols."
+    "Serve a scikit-learn model (model.joblib / model.pkl / model.pickle, model.skops, or an MLflow model "
+    "directory; optional metadata.json) over KServe's V1, V2 REST and V2 gRPC protocols."
 )
 
 

@@ -85,6 +85,7 @@ def build(settings: EdgeSettings) -> tuple[DataPlaneRoutes, ModelRepository, Ser
             backend=settings.backend,
             max_batch_size=settings.max_batch_size,
             max_batch_wait_ms=settings.max_batch_wait_ms,
+            require_sha256=settings.require_sha256,
             max_request_rows=settings.max_request_rows,
             model_name=name,
             version=version,

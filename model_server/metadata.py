@@ -6,7 +6,8 @@
       "class_labels": ["setosa", "versicolor", "virginica"],   # one per estimator.classes_
       "sha256": "<hex digest of the model file>",              # verified before unpickling
       "documents": true,                                       # takes a 1-D sequence of strings
-      "export": {...}                                          # written by python -m model_server.export
+      "export": {...},                                         # written by python -m model_server.export
+      "skops_trusted_types": ["sklearn.tree._tree.Tree"]       # model.skops: types trusted beyond skops'
     }
 
 Every key is optional; what is missing is derived from the estimator. Any wrong key or value is
@@ -24,7 +25,7 @@ from pathlib import Path
 from .errors import ArtifactError
 
 METADATA_FILENAME = "metadata.json"
-METADATA_KEYS = ("version", "features", "class_labels", "sha256", "documents", "export")
+METADATA_KEYS = ("version", "features", "class_labels", "sha256", "documents", "export", "skops_trusted_types")
 FEATURE_KEYS = ("name", "datatype")
 NUMERIC_DATATYPES = (
     "BOOL",
@@ -62,6 +63,7 @@ class ModelMetadata:
     sha256: str | None = None  # lower case
     documents: bool | None = None  # None: derived from the estimator (fitted.takes_documents)
     export: dict | None = None  # what `python -m model_server.export` wrote: classes, parity, sources
+    skops_trusted_types: tuple[str, ...] = ()  # constructed from a skops file beyond skops' own trusted set
 
 
 def read_metadata(model_dir: Path) -> ModelMetadata:
@@ -103,6 +105,7 @@ def parse_metadata(document: object, path: Path | str = METADATA_FILENAME) -> Mo
         features=_features(document.get("features"), invalid),
         class_labels=_class_labels(document.get("class_labels"), invalid),
         sha256=sha256.lower() if sha256 else None,
+        skops_trusted_types=_type_names(document.get("skops_trusted_types"), invalid),
     )
 
 
@@ -129,6 +132,14 @@ def _features(declared: object, invalid) -> tuple[Feature, ...] | None:
     if duplicates:
         raise invalid(f"features: duplicate names {duplicates}")
     return tuple(features)
+
+
+def _type_names(declared: object, invalid) -> tuple[str, ...]:
+    if declared is None:
+        return ()
+    if not isinstance(declared, list) or not all(isinstance(name, str) and name.strip() for name in declared):
+        raise invalid("skops_trusted_types must be a list of type names, as skops.io.get_untrusted_types lists them")
+    return tuple(declared)
 
 
 def _class_labels(declared: object, invalid) -> tuple[str, ...] | None:

@@ -1,6 +1,6 @@
 """``Predictor``: one loaded model version, from a decoded request to its outputs.
 
-artifact (verified, unpickled) + input schema + engine + output types + a micro-batcher. Every
+artifact (verified, loaded) + input schema + engine + output types + a micro-batcher. Every
 front end predicts through it: the KServe model and the edge runtime call ``infer()`` (batched
 with concurrent requests), batch scoring calls ``predict_batch()`` on its own chunks.
 
@@ -78,12 +78,14 @@ class Predictor:
         self.in_flight = 0
 
     @classmethod
-    def load(cls, model_dir: str | Path, **options) -> Predictor:
-        predictor = cls(ModelArtifact.load(model_dir), **options)
+    def load(cls, model_dir: str | Path, require_sha256: bool = False, **options) -> Predictor:
+        """``require_sha256``: refuse an unpinned pickle (``ModelArtifact.load``)."""
+        predictor = cls(ModelArtifact.load(model_dir, require_sha256=require_sha256), **options)
         artifact = predictor.artifact
         logger.info(
-            "loaded %s (%s, sha256 %s, version %s, %s features, predicting with %s)",
+            "loaded %s (%s, %s, sha256 %s, version %s, %s features, predicting with %s)",
             artifact.path,
+            artifact.format,
             type(predictor.estimator).__name__,
             artifact.sha256[:12],
             predictor.version,

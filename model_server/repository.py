@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifact import MODEL_SUFFIXES, file_sha256
+from .artifact import file_sha256, holds_model
 from .codec import V2Request, decode_v2_rest
 from .errors import ArtifactError, ModelNotFound, ModelServerError, SettingsError
 from .inference import ServedModel, version_order
@@ -80,7 +80,7 @@ class VersionPolicy:
 
 def is_versions_directory(path: Path) -> bool:
     """Numbered subdirectories and no model file of its own."""
-    if not path.is_dir() or any(p.suffix in MODEL_SUFFIXES and p.is_file() for p in path.iterdir()):
+    if not path.is_dir() or holds_model(path):
         return False
     return any(p.is_dir() and p.name.isdigit() for p in path.iterdir())
 

@@ -98,6 +98,14 @@ class ModelSettings:
         float,
         minimum=0,
     )
+    require_sha256: bool = setting(
+        False,
+        "Refuse a pickled model (model.joblib, model.pkl, model.pickle, an MLflow model saved with pickle "
+        "or cloudpickle) unless a sha256 in metadata.json (or MLmodel's metadata) matches it: loading a "
+        "pickle runs any code it holds. Off: an unpinned pickle loads with a warning, as KServe's "
+        "sklearnserver loads it. skops files need no pin (only trusted types are constructed).",
+        boolean,
+    )
 
     @classmethod
     def build_parser(cls, prog: str, description: str, parents: Sequence[argparse.ArgumentParser] = ()):

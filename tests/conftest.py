@@ -20,3 +20,11 @@ def demo_model_dir(tmp_path_factory) -> Path:
 def served_model(demo_model_dir):
     with start_server(demo_model_dir, "iris") as served:
         yield served
+
+
+@pytest.fixture(scope="session")
+def mlflow_models(tmp_path_factory) -> dict[str, Path]:
+    """{serialization: MLflow model directory} for pickle, cloudpickle and skops (read-only: copy to change)."""
+    from tests.support.model_formats import write_mlflow_models
+
+    return write_mlflow_models(tmp_path_factory.mktemp("mlflow"))

@@ -59,6 +59,7 @@ def load_model(settings: StreamSettings) -> ModelRepository:
             backend=settings.backend,
             max_batch_size=settings.max_batch_size,
             max_batch_wait_ms=settings.max_batch_wait_ms,
+            require_sha256=settings.require_sha256,
             model_name=name,
             version=version,
         )

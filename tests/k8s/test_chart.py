@@ -191,6 +191,29 @@ def test_shutdown_and_management_settings_reach_the_server(helm):
     assert "terminationGracePeriodSeconds" not in isvc_of(helm_template(helm, *KNATIVE))["spec"]["predictor"]
 
 
+def test_require_sha256_reaches_every_server_it_runs(helm):
+    assert not any("--require_sha256" in arg for arg in runtime_of(helm_template(helm))["args"])  # KServe's default
+    strict = ["--set", "model.requireSha256=true"]
+    assert runtime_of(helm_template(helm, *strict))["args"][-1] == "--require_sha256=true"
+    assert (
+        "--require_sha256=true" in runtime_of(helm_template(helm, *strict, "--set", "multiModel.enabled=true"))["args"]
+    )
+    custom = isvc_of(helm_template(helm, "-f", str(CHART / "ci" / "custom-container-values.yaml"), *strict))
+    assert "--require_sha256=true" in custom["spec"]["predictor"]["containers"][0]["args"]
+    custom_canary = isvc_of(
+        helm_template(
+            helm,
+            "-f",
+            str(CHART / "ci" / "custom-container-values.yaml"),
+            *strict,
+            *KNATIVE,
+            "--set",
+            "canary.enabled=true",
+        )
+    )
+    assert "--require_sha256=true" in custom_canary["spec"]["predictor"]["containers"][0]["args"]
+
+
 def test_template_rejects_a_grace_period_shorter_than_the_drain(helm):
     error = helm_template_error(helm, "--set", "terminationGracePeriodSeconds=25")
     assert "terminationGracePeriodSeconds (25) must exceed server.drainSeconds + server.graceSeconds (25)" in error
@@ -489,6 +512,7 @@ def test_helm_test_pod_sends_a_v2_request_to_the_predictor(helm):
         (["--set", "autoscaling.class=none", "--set", "autoscaling.minReplicas=0"], "minimum: got 0, want 1"),
         (["--set", "model.format=tensorflow"], "'/model/format': value must be 'sklearn'"),
         (["--set", "model.name=Iris_Model"], "'/model/name'"),
+        (["--set", "model.requireSha256=yes"], "'/model/requireSha256': got string, want boolean"),
         (["--set", "autoscaling.kpa.metric=latency"], "'/autoscaling/kpa/metric'"),
         (["--set", "replicas=3"], "additional properties 'replicas' not allowed"),
         (["--set", "nodeSelector.disk=1"], "'/nodeSelector/disk': got number, want string"),

@@ -31,7 +31,7 @@ def value_paths(values: dict, prefix: str = "") -> set[str]:
 
 def documented_values() -> set[str]:
     table = (CHART / "README.md").read_text().split("## Values", 1)[1].split("\n## ", 1)[0]
-    return set(re.findall(r"^\| `([A-Za-z.]+)` \|", table, flags=re.M))
+    return set(re.findall(r"^\| `([A-Za-z0-9.]+)` \|", table, flags=re.M))
 
 
 def test_chart_readme_lists_every_value_and_only_real_ones():

@@ -21,6 +21,7 @@ OTHER_VALUES = {
     "backend": ("sklearn", "sklearn"),
     "max_batch_size": ("64", 64),
     "max_batch_wait_ms": ("2.5", 2.5),
+    "require_sha256": ("true", True),
     "http_port": ("9000", 9000),
     "grpc_port": ("9001", 9001),
     "enable_grpc": ("false", False),

@@ -13,6 +13,9 @@
 - {{ printf "--drain_seconds=%v" .Values.server.drainSeconds | quote }}
 - {{ printf "--grace_seconds=%v" .Values.server.graceSeconds | quote }}
 - {{ printf "--repository_api=%t" (or .Values.server.repositoryApi .Values.multiModel.enabled) | quote }}
+{{- if .Values.model.requireSha256 }}
+- --require_sha256=true
+{{- end }}
 {{- end }}
 
 {{/* The server's environment: model.env, and the management token from its Secret. */}}
