@@ -20,13 +20,6 @@ from .validate import validate
 
 PROMOTED, ROLLED_BACK, REFUSED, FAILED, INTERRUPTED = 0, 1, 3, 4, 130
 
-DESCRIPTION = (
-    "Release a new model version: validate it against the stable one (load, schema, sample, holdout "
-    "score), deploy it as a canary with helm, judge it on Prometheus metrics against the stable "
-    "version, then promote or roll it back. Exit codes: 0 promoted, 1 rolled back, 2 usage, "
-    "3 refused by validation (nothing deployed), 4 helm or Prometheus failed, 130 interrupted."
-)
-
 
 def run(settings: RolloutSettings, out: TextIO | None = None, **analysis_options) -> int:
     """The whole release; returns the exit code. ``analysis_options`` go to ``analyse`` (tests)."""
@@ -126,7 +119,7 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = RolloutSettings.from_args(argv, prog="python -m model_server.rollout", description=DESCRIPTION)
+    settings = RolloutSettings.from_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     return run(settings)
 

@@ -8,7 +8,8 @@ variable, as everywhere in the project.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import SettingsError
@@ -16,6 +17,12 @@ from ..settings import ModelSettings, boolean, optional, setting
 
 # Scores the holdout can be judged on; which way is better for each (see validate.METRICS).
 METRIC_CHOICES = ("auto", "accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss", "r2", "mae", "rmse")
+DESCRIPTION = (
+    "Release a new model version: validate it against the stable one (load, schema, sample, holdout "
+    "score), deploy it as a canary with helm, judge it on Prometheus metrics against the stable "
+    "version, then promote or roll it back. Exit codes: 0 promoted, 1 rolled back, 2 usage, "
+    "3 refused by validation (nothing deployed), 4 helm or Prometheus failed, 130 interrupted."
+)
 # Fields of ModelSettings that mean nothing to a rollout (it validates one model directory).
 UNUSED = ("model_repository", "version_policy")
 
@@ -163,6 +170,17 @@ class RolloutSettings(ModelSettings):
         flag="--dry-run",
     )
     report: str | None = setting(None, "Write the report as JSON to this file too.", optional(str), flag="--report")
+
+    @classmethod
+    def from_args(
+        cls,
+        argv: Sequence[str] | None = None,
+        environ: Mapping[str, str] = os.environ,
+        prog: str = "python -m model_server.rollout",
+        description: str = DESCRIPTION,
+        parents: Sequence[argparse.ArgumentParser] = (),
+    ):
+        return super().from_args(argv, environ, prog, description, parents)
 
     @classmethod
     def build_parser(cls, prog: str, description: str, parents: Sequence[argparse.ArgumentParser] = ()):
