@@ -39,6 +39,32 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Every linter CI's lint job runs (tests run the same checks in `make test`).
+HELM ?= .tools/bin/helm
+.PHONY: lint-all
+lint-all: lint tools
+	shellcheck --shell=bash --external-sources scripts/*.sh .ci/run
+	$(VENV)/bin/hadolint Dockerfile
+	$(HELM) lint --strict charts/model-server
+	$(VENV)/bin/actionlint
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	$(VENV)/bin/pre-commit validate-config .pre-commit-config.yaml
+
+# The chart and the kustomize overlays rendered and validated strictly, checkov (tests/k8s, tests/kind).
+.PHONY: check-manifests
+check-manifests: venv tools
+	$(PYTHON) -m pytest tests/k8s tests/kind/test_chart_values.py tests/kind/test_kind_overlays.py
+
+# Run a built image and smoke-test every protocol (scripts/smoke-image.sh); CI's image job.
+.PHONY: smoke-image
+smoke-image: venv
+	bash scripts/smoke-image.sh $(IMAGE_TAG)
+
+# What the model release job needs beyond the server: KServe's storage downloader.
+.PHONY: release-deps
+release-deps: venv
+	$(PYTHON) -m pip install --quiet -e '.[release]'
+
 # Whole workflow on a local kind cluster (see docs/kind.md), e.g.
 #   make kind-e2e KIND_E2E_ARGS="--mode knative --keep"    or    KIND_E2E_ARGS=--dry-run
 KIND_E2E_ARGS ?=

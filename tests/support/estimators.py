@@ -63,3 +63,38 @@ class SlowPredict(_TwoClasses):
     def predict(self, X):
         time.sleep(self.seconds)
         return np.zeros(len(X), dtype=np.int64)
+
+
+class Degraded(ClassifierMixin, BaseEstimator):
+    """Answers as the fitted ``estimator`` does, but sleeps ``delay_seconds`` in every call and raises
+    RuntimeError (a model bug) on a row with a value above ``fails_above``: a new version that a
+    holdout of ordinary rows cannot tell from a good one, but production traffic can."""
+
+    def __init__(self, estimator=None, delay_seconds=0.0, fails_above=None):
+        self.estimator = estimator
+        self.delay_seconds = delay_seconds
+        self.fails_above = fails_above
+
+    def fit(self, X, y=None):
+        return self
+
+    @property
+    def classes_(self):
+        return self.estimator.classes_
+
+    @property
+    def n_features_in_(self):
+        return self.estimator.n_features_in_
+
+    def _degrade(self, X):
+        time.sleep(self.delay_seconds)
+        if self.fails_above is not None and (np.asarray(X) > self.fails_above).any():
+            raise RuntimeError("simulated model failure on an outlier")
+
+    def predict(self, X):
+        self._degrade(X)
+        return self.estimator.predict(X)
+
+    def predict_proba(self, X):
+        self._degrade(X)
+        return self.estimator.predict_proba(X)
