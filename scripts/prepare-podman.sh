@@ -7,7 +7,7 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: scripts/prepare-podman.sh [--force] [--help]
+Usage: scripts/prepare-podman.sh [--arch ARCH] [--force] [--help]
 
 Builds the local base image localhost/debian-python:bookworm for Podman:
   debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates
@@ -15,14 +15,25 @@ then `podman import`. Needs root and the Debian packages podman, runc and
 debootstrap. The Debian mirror is read from /etc/apt/sources.list.d/debian.sources
 (or /etc/apt/sources.list); set DEBIAN_MIRROR to override it.
 
-  --force   rebuild the base image even if it already exists
+  --arch ARCH  a base image for another architecture (e.g. arm64, for
+               build-image.sh --platform linux/arm64), tagged
+               localhost/debian-python:bookworm-ARCH; needs qemu user emulation
+               registered with binfmt_misc (Debian's qemu-user-static), and
+               takes minutes, not seconds, as every package runs emulated
+  --force      rebuild the base image even if it already exists
 USAGE
 }
 
 base_image=localhost/debian-python:bookworm
+arch=""
 force=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --arch)
+      [[ $# -ge 2 ]] || { echo "--arch needs a value" >&2; exit 2; }
+      arch=$2
+      base_image=localhost/debian-python:bookworm-$arch
+      shift ;;
     --force) force=1 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
@@ -65,7 +76,11 @@ rootfs="$(mktemp -d /tmp/debian-python-rootfs.XXXXXX)"
 trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
 
 echo "prepare-podman: debootstrap bookworm from $mirror"
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+arch_args=()
+if [[ -n $arch ]]; then
+  arch_args=(--arch "$arch")
+fi
+debootstrap "${arch_args[@]}" --variant=minbase --include=python3,python3-venv,ca-certificates \
   bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || {
   tail -n 30 "$rootfs.log" >&2
   exit 1
@@ -75,5 +90,5 @@ debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
   "$rootfs"/usr/share/{doc,man,info,locale}/*
 
-tar -C "$rootfs" -c . | "${podman[@]}" import --quiet --change 'CMD ["python3"]' - "$base_image" >/dev/null
+tar -C "$rootfs" -c . | "${podman[@]}" import --quiet "${arch_args[@]}" --change 'CMD ["python3"]' - "$base_image" >/dev/null
 echo "prepare-podman: built $base_image"
