@@ -28,7 +28,7 @@ from .errors import ModelServerError, status_of
 from .http_protocol import ServerHttpProtocol
 from .inference import ServingState
 from .predictor import Predictor
-from .repository import ModelRepository, VersionPolicy
+from .repository import ModelRepository
 from .rest import DataPlaneRoutes
 from .settings import ModelSettings, boolean, setting
 from .shutdown import Drain
@@ -82,18 +82,13 @@ def build(settings: EdgeSettings) -> tuple[DataPlaneRoutes, ModelRepository, Ser
     def load_predictor(path: Path, name: str, version: str | None) -> Predictor:
         return Predictor.load(
             path,
-            backend=settings.backend,
-            max_batch_size=settings.max_batch_size,
-            max_batch_wait_ms=settings.max_batch_wait_ms,
-            require_sha256=settings.require_sha256,
-            max_request_rows=settings.max_request_rows,
             model_name=name,
             version=version,
+            max_request_rows=settings.max_request_rows,
+            **settings.predictor_options(),
         )
 
-    repository = ModelRepository(load_predictor, policy=VersionPolicy.parse(settings.version_policy))
-    repository.add(settings.model_name, Path(settings.model_dir))
-    repository.load_now(settings.model_name)
+    repository = ModelRepository.of_one_model(load_predictor, settings)
     state = ServingState()
     routes = DataPlaneRoutes(Fallback(version("model-server")), repository, settings.max_request_bytes, state)
     return routes, repository, state

@@ -44,10 +44,7 @@ class SklearnModelRepository(ModelRepository, KServeModelRepository):
         def load_predictor(path: Path, name: str, version: str | None) -> Predictor:
             return Predictor.load(
                 path,
-                backend=settings.backend,
-                max_batch_size=settings.max_batch_size,
-                max_batch_wait_ms=settings.max_batch_wait_ms,
-                require_sha256=settings.require_sha256,
+                **settings.predictor_options(),
                 # KServe's request_predict_seconds (by model name): the batching wait and the estimator call.
                 observe_predict_seconds=PREDICT_HIST_TIME.labels(**get_labels(name)).observe,
                 max_request_rows=settings.max_request_rows,

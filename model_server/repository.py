@@ -38,6 +38,7 @@ from .inference import ServedModel, version_order
 from .metrics import LOAD_FAILURES
 from .offload import give_memory_back
 from .predictor import Predictor
+from .settings import ModelSettings
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +167,16 @@ class ModelRepository:
         return all(model.ready for model in models) and (bool(self.models) or self.root is not None)
 
     # -- sources -----------------------------------------------------------------------------
+
+    @classmethod
+    def of_one_model(
+        cls, load_predictor: Callable[[Path, str, str | None], Predictor], settings: ModelSettings
+    ) -> ModelRepository:
+        """A front end's one model: ``--model_dir`` (or its versions) as ``--model_name``, loaded now."""
+        repository = cls(load_predictor, policy=VersionPolicy.parse(settings.version_policy))
+        repository.add(settings.model_name, Path(settings.model_dir))
+        repository.load_now(settings.model_name)
+        return repository
 
     def add(self, name: str, path: Path) -> None:
         """Serve the model (or versions) directory ``path`` as ``name``; load() loads it."""

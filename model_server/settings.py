@@ -107,6 +107,15 @@ class ModelSettings:
         boolean,
     )
 
+    def predictor_options(self) -> dict:
+        """What ``Predictor.load`` takes from these settings: the same for every front end."""
+        return {
+            "backend": self.backend,
+            "max_batch_size": self.max_batch_size,
+            "max_batch_wait_ms": self.max_batch_wait_ms,
+            "require_sha256": self.require_sha256,
+        }
+
     @classmethod
     def build_parser(cls, prog: str, description: str, parents: Sequence[argparse.ArgumentParser] = ()):
         parser = argparse.ArgumentParser(

@@ -79,7 +79,7 @@ class BatchSettings(ModelSettings):
     )
     shard_index: int | None = setting(
         None,
-        "This process's shard, 0-based: it scores input files i with i % --shard_count == index. "
+        "This process's shard, 0-based: it scores the input files whose position modulo --shard_count is this index. "
         "Default: $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job's), else 0.",
         optional(int),
         minimum=0,

@@ -71,7 +71,7 @@ def run(settings: BatchSettings) -> Summary:
     shard_index, shard_count = settings.shard()
     fs, files = list_inputs(settings.input, settings.input_format)
     own = [f for f in files if f.index % shard_count == shard_index]
-    predictor = Predictor.load(settings.model_dir, backend=settings.backend)
+    predictor = Predictor.load(settings.model_dir, backend=settings.backend, require_sha256=settings.require_sha256)
     scorer = Scorer(predictor, settings.outputs, settings.keep_columns, settings.positional)
     output = OutputDirectory(settings.output, settings.format, (shard_index, shard_count))
     output.open(_identity(settings, predictor, files), settings.overwrite, {f.index for f in own})

@@ -49,7 +49,8 @@ class Scorer:
     """Scores frames and chunks with one loaded model.
 
     ``model``: a model directory (loaded on first use, so that a pickled Scorer is only its
-    settings: Dask and Spark ship it to their workers) or a loaded ``Predictor``."""
+    settings: Dask and Spark ship it to their workers) or a loaded ``Predictor``; ``require_sha256``
+    as the command's ``--require_sha256``."""
 
     def __init__(
         self,
@@ -58,6 +59,7 @@ class Scorer:
         keep_columns: tuple[str, ...] | list[str] = (),
         positional: bool = False,
         backend: str = "auto",
+        require_sha256: bool = False,
     ):
         self._model = model
         self._predictor = model if isinstance(model, Predictor) else None
@@ -65,18 +67,20 @@ class Scorer:
         self.keep_columns = tuple(keep_columns)
         self.positional = positional
         self.backend = backend
+        self.require_sha256 = require_sha256
         if self._predictor is not None:
             self._check_outputs()
 
     def __reduce__(self):
         if self._predictor is not None and self._model is self._predictor:
             raise TypeError("a Scorer made from a loaded Predictor cannot be pickled: pass the model directory")
-        return (Scorer, (self._model, self.outputs, self.keep_columns, self.positional, self.backend))
+        settings = (self._model, self.outputs, self.keep_columns, self.positional, self.backend, self.require_sha256)
+        return (Scorer, settings)
 
     @property
     def predictor(self) -> Predictor:
         if self._predictor is None:
-            self._predictor = Predictor.load(self._model, backend=self.backend)
+            self._predictor = Predictor.load(self._model, backend=self.backend, require_sha256=self.require_sha256)
             self._check_outputs()
         return self._predictor
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import ModelServerError, status_of
 from ..inference import Registry
 from ..predictor import Predictor
-from ..repository import ModelRepository, VersionPolicy
+from ..repository import ModelRepository
 from .consumer import StreamConsumer
 from .ops import OpsApp, ops_server
 from .settings import StreamSettings
@@ -54,20 +54,9 @@ def load_model(settings: StreamSettings) -> ModelRepository:
     --version_policy; requests go to the default, newest, version)."""
 
     def load_predictor(path: Path, name: str, version: str | None) -> Predictor:
-        return Predictor.load(
-            path,
-            backend=settings.backend,
-            max_batch_size=settings.max_batch_size,
-            max_batch_wait_ms=settings.max_batch_wait_ms,
-            require_sha256=settings.require_sha256,
-            model_name=name,
-            version=version,
-        )
+        return Predictor.load(path, model_name=name, version=version, **settings.predictor_options())
 
-    repository = ModelRepository(load_predictor, policy=VersionPolicy.parse(settings.version_policy))
-    repository.add(settings.model_name, Path(settings.model_dir))
-    repository.load_now(settings.model_name)
-    return repository
+    return ModelRepository.of_one_model(load_predictor, settings)
 
 
 async def serve(settings: StreamSettings, registry: Registry) -> int:

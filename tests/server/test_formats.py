@@ -174,14 +174,17 @@ def test_refused_at_start_with_one_line_and_nothing_run(tmp_path, make, reason):
             "--bootstrap_servers=127.0.0.1:1",
         ],
         ["model_server.edge", "--http_port=0"],
+        ["model_server.batch", "--input={tmp}/rows.csv", "--output={tmp}/scores"],
     ],
-    ids=["stream", "edge"],
+    ids=["stream", "edge", "batch"],
 )
 def test_the_other_front_ends_refuse_an_unpinned_pickle_too(tmp_path, front_end):
     """Every front end loads through the same loader: the Kafka consumer stops before it connects,
-    the edge runtime before it listens."""
+    the edge runtime before it listens, the batch command before it writes a row."""
     module, *args = front_end
     model_dir = pickled(tmp_path / "model")
+    (tmp_path / "rows.csv").write_text("a,b,c,d\n5.1,3.5,1.4,0.2\n")
+    args = [arg.format(tmp=tmp_path) for arg in args]
     result = subprocess.run(
         [sys.executable, "-m", module, f"--model_dir={model_dir}", STRICT, *args],
         capture_output=True,
@@ -191,6 +194,7 @@ def test_the_other_front_ends_refuse_an_unpinned_pickle_too(tmp_path, front_end)
     assert result.returncode == 1
     assert "model.joblib: an unpinned pickle file, refused unread (--require_sha256)" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "scores").exists()
 
 
 def test_mlflow_pickle_unpinned_is_refused_at_start(tmp_path, mlflow_models):

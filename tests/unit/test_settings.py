@@ -1,6 +1,7 @@
 """Settings: every field is a flag and a MODEL_SERVER_* variable; flags win; bad values name themselves."""
 
 import dataclasses
+import importlib
 import subprocess
 import sys
 
@@ -144,3 +145,25 @@ def test_help_lists_every_setting_with_its_variable():
     for field in dataclasses.fields(ServerSettings):
         assert env_name(field.name) in text, field.name
     assert "--predictor_host" not in text  # accepted for KServe's sake, meaningless here
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "model_server.settings:ServerSettings",
+        "model_server.edge:EdgeSettings",
+        "model_server.stream.settings:StreamSettings",
+        "model_server.batch.config:BatchSettings",
+        "model_server.rollout.options:RolloutSettings",
+    ],
+)
+def test_every_front_end_s_help_renders_each_flag_with_its_variable(where):
+    """argparse formats help texts with %: a stray one prints the flag's internals instead of its help."""
+    module_name, class_name = where.split(":")
+    module = importlib.import_module(module_name)
+    settings_class = getattr(module, class_name)
+    text = " ".join(settings_class.build_parser("prog", "description").format_help().split())
+    assert "option_strings" not in text
+    for field in dataclasses.fields(settings_class):
+        if field.name not in getattr(module, "UNUSED", ()):  # the rollout hides what it has no use for
+            assert env_name(field.name) in text, field.name
