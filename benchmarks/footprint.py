@@ -18,19 +18,17 @@ the pickle, wrk on the host) beside stock KServe, in the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 from benchmarks import loadgen, report
-from benchmarks.run import machine_description
+from benchmarks.run import provenance
 from benchmarks.servers import KSERVE, REPO_ROOT, RunningServer, ServerKind, this_server
 from benchmarks.workloads import MODEL_BUILDERS, PROTOCOLS, BenchModel, v2_body
 
@@ -182,22 +180,12 @@ def main(argv=None) -> None:
                 }
     images = [image_sizes(PODMAN, tag) for tag in (args.image, args.edge_image) if tag]
     result = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": machine_description(),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT
-        ).stdout.strip(),
+        **provenance(),
         "servers": rows,
         "images": images,
         "rf100_through_image": through_image,
     }
-    markdown = render(result)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "footprint.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "footprint.md").write_text(markdown)
-    print(markdown)
-    if args.update_readme:
-        report.update_readme(REPO_ROOT / "benchmarks" / "README.md", markdown, SECTION)
+    report.publish(result, render(result), args.out / "footprint", SECTION, args.update_readme)
 
 
 def render(result: dict) -> str:

@@ -16,18 +16,16 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from benchmarks import loadgen, report
-from benchmarks.run import machine_description
+from benchmarks.run import provenance
 from benchmarks.servers import REPO_ROOT, RunningServer, this_server
 from benchmarks.workloads import BenchModel, v2_body
 
@@ -43,12 +41,15 @@ def publish(versions: Path, version: int, source: Path) -> None:
 
 
 def swap_while_loaded(server: RunningServer, versions: Path, demos: tuple[Path, Path], swaps: int, every: float):
-    """Publish `swaps` versions, one every `every` seconds; returns the versions seen serving."""
+    """Publish `swaps` versions, one every `every` seconds, then wait (up to a minute) for the last
+    to serve; returns the versions seen serving (one that loads slower than `every` is skipped
+    for a newer one, as --watch does)."""
     seen = []
+    last = str(swaps + 1)
     for version in range(2, swaps + 2):
         publish(versions, version, demos[version % 2])
-        deadline = time.monotonic() + every
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + (every if version < swaps + 1 else 60)
+        while time.monotonic() < deadline and not (version == swaps + 1 and seen[-1:] == [last]):
             current = httpx.get(f"{server.http_url}/v2/models/iris", timeout=5).json()["versions"][-1]
             if not seen or seen[-1] != current:
                 seen.append(current)
@@ -91,24 +92,14 @@ def main(argv=None) -> None:
         finally:
             server.stop()
     result = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": machine_description(),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT
-        ).stdout.strip(),
+        **provenance(),
         "swaps": args.swaps,
         "versions_served": seen,
         "baseline": baseline.to_json(),
         "swapping": swapping.to_json(),
         "p99_ratio": swapping.p99_ms / baseline.p99_ms,
     }
-    markdown = render(result)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "hot_reload.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "hot_reload.md").write_text(markdown)
-    print(markdown)
-    if args.update_readme:
-        report.update_readme(REPO_ROOT / "benchmarks" / "README.md", markdown, SECTION)
+    report.publish(result, render(result), args.out / "hot_reload", SECTION, args.update_readme)
 
 
 def _row(name: str, run: dict) -> str:

@@ -290,6 +290,16 @@ def write_outputs(report: dict, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
+def publish(result: dict, markdown: str, stem: Path, section: str, update: bool) -> None:
+    """STEM.json and STEM.md, the table printed, and into the README's SECTION if asked."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown)
+    print(markdown)
+    if update:
+        update_readme(Path(__file__).parent / "README.md", markdown, section)
+
+
 def update_readme(readme: Path, markdown: str, section: str = "benchmark results") -> None:
     """Replace the results between the README's markers of `section` with `markdown`."""
     start, end = f"<!-- {section}: start -->", f"<!-- {section}: end -->"

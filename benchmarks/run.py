@@ -190,6 +190,11 @@ def git_commit() -> str:
     return commit + (" + uncommitted changes" if git("status", "--porcelain", "--", "model_server") else "")
 
 
+def provenance() -> dict:
+    """When, where and from which commit a benchmark ran: the head of every result file."""
+    return {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": machine_description(), "commit": git_commit()}
+
+
 def server_kinds(args):
     kinds = {
         "model-server": lambda: this_server(tuple(args.server_arg)),

@@ -24,7 +24,6 @@ import subprocess
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -32,7 +31,7 @@ import numpy as np
 import orjson
 
 from benchmarks import loadgen, report
-from benchmarks.run import machine_description
+from benchmarks.run import provenance
 from benchmarks.servers import REPO_ROOT, RunningServer, this_server
 from benchmarks.workloads import build_iris, v2_body
 
@@ -223,11 +222,7 @@ def main(argv=None) -> None:
             server.stop()
     total = sum(m["requests"] for m in minutes)
     result = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": machine_description(),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT
-        ).stdout.strip(),
+        **provenance(),
         "peak_req_s": peak,
         "load": args.load,
         "rate_req_s": peak * args.load,
@@ -243,13 +238,7 @@ def main(argv=None) -> None:
             "p99_last_ms": minutes[-1]["p99_ms"],
         },
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = render(result)
-    (args.out / "soak.md").write_text(markdown)
-    print(markdown)
-    if args.update_readme:
-        report.update_readme(REPO_ROOT / "benchmarks" / "README.md", markdown, SECTION)
+    report.publish(result, render(result), args.out / "soak", SECTION, args.update_readme)
 
 
 if __name__ == "__main__":

@@ -191,17 +191,17 @@ class LinearEngine:
 
 
 class OnnxEngine:
-    """The estimator converted by skl2onnx (in a child process: onnx_convert.py), run by ONNX Runtime."""
+    """The estimator converted by skl2onnx, run by ONNX Runtime."""
 
     def __init__(self, estimator, sample):
         import onnxruntime
+        from skl2onnx import to_onnx
 
-        from .onnx_convert import convert
-
+        onnx_model = to_onnx(estimator, sample[:1].astype(np.float32), options={"zipmap": False})
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # batches are small; threads would only contend
         self.session = onnxruntime.InferenceSession(
-            convert(estimator, sample.shape[1]), options, providers=["CPUExecutionProvider"]
+            onnx_model.SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
         self.classes_ = estimator.classes_
         self.input_name = self.session.get_inputs()[0].name

@@ -17,7 +17,8 @@ name="model-server-smoke-$$"
 
 trap '"${engine[@]}" rm --force "$name" >/dev/null 2>&1 || true' EXIT
 
-"${engine[@]}" run --detach --name "$name" --ulimit nofile=1024:1024 \
+# The limits every engine accepts (Podman as root on these machines cannot raise them).
+"${engine[@]}" run --detach --name "$name" --ulimit nofile=1024:1024 --ulimit nproc=1000:1000 \
   --publish "127.0.0.1:$http_port:8080" --publish "127.0.0.1:$grpc_port:8081" "$image" >/dev/null
 for _ in $(seq 120); do
   if "$python" -c "import httpx, sys; sys.exit(httpx.get('http://127.0.0.1:$http_port/v2/health/ready', timeout=2).status_code != 200)" 2>/dev/null; then

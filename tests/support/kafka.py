@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
-from .servers import SUPPORT_ENV, free_port
+from .servers import SUPPORT_ENV, free_port, stop
 from .tools import missing_tool
 
 
@@ -229,9 +229,4 @@ def running_stream(model_dir, bootstrap: str, *args: str, wait_ready: bool = Tru
         yield stream
     finally:
         if stream.process.poll() is None:
-            stream.process.terminate()
-            try:
-                stream.process.wait(30)
-            except subprocess.TimeoutExpired:
-                stream.process.kill()
-                stream.process.wait()
+            stop(stream.process, grace=30)

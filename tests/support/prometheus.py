@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from .servers import free_port
+from .servers import free_port, stop
 from .tools import missing_tool
 
 SCRAPE_SECONDS = 1
@@ -75,12 +75,7 @@ def start_prometheus(targets: dict[str, str], directory: Path, timeout: float = 
             time.sleep(0.2)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def _ready(server: PrometheusServer) -> bool:

@@ -71,12 +71,17 @@ def start_server(model_dir, model_name: str = "iris", *extra_args: str, env: dic
         )
         yield served
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
+
+
+def stop(process: subprocess.Popen, grace: float = 10) -> None:
+    """SIGTERM, then SIGKILL if the process has not ended within GRACE seconds."""
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_until_ready(http_url: str, stopped, log, timeout: float) -> None:
