@@ -78,14 +78,12 @@ RUN if [ -n "$EXTRA_PACKAGES" ]; then /opt/venv/bin/pip install $EXTRA_PACKAGES;
 #   grpcio-tools (protoc), cryptography and aiohttp (client-side auth/HTTP), with the
 #   dependencies only they need; then pip and setuptools, nothing installs at run time;
 # - test suites, C/Cython sources and type stubs;
-# - kubernetes' asyncio client (kserve imports only the synchronous one);
+# - the Kubernetes API client (kubernetes, with what only it needs): only kserve/__init__ imports
+#   it, for KServe's SDK client, and the server never runs that __init__ (kserve_import.py);
 # - debug info in extension modules (uvloop alone carries 11 MB); only modules that have it, and
 #   never the vendored `*.libs` (auditwheel-patched ELF files that `strip` corrupts); each
 #   stripped module is loaded once to prove it still loads;
-# - the source of the kubernetes client's generated API/model classes: `import kserve` imports
-#   all of them, so they stay as compiled .pyc files, but their ~34 MB of source only serves
-#   tracebacks into code that the server never calls; scipy's likewise (12 MB: tracebacks into
-#   scipy show no source line);
+# - scipy's source, kept as compiled .pyc files (12 MB: tracebacks into scipy show no source line);
 # - ONNX Runtime's transformers/quantization tools and onnx's reference evaluator (the converter
 #   and the runtime use neither).
 # The last steps import the whole server and the stream consumer, so a prune that removes an import fails the build;
@@ -93,23 +91,26 @@ RUN if [ -n "$EXTRA_PACKAGES" ]; then /opt/venv/bin/pip install $EXTRA_PACKAGES;
 WORKDIR /opt/venv/lib/python3.11/site-packages
 RUN /opt/venv/bin/pip uninstall --yes --quiet \
       pillow grpcio-tools cryptography cffi pycparser \
+      kubernetes durationpy websocket-client requests-oauthlib oauthlib \
       aiohttp aiohttp-retry aiohappyeyeballs aiosignal frozenlist multidict yarl propcache \
       pip setuptools \
  && find . -depth -type d \( -name tests -o -name test \) -exec rm -rf {} + \
  && find . -type f \( -name '*.pyi' -o -name '*.pxd' -o -name '*.pyx' -o -name '*.c' -o -name '*.h' \
       -o -name '*.cpp' -o -name '*.hpp' \) -delete \
- && rm -rf kubernetes/aio onnxruntime/transformers onnxruntime/quantization onnxruntime/tools onnx/reference \
+ && rm -rf onnxruntime/transformers onnxruntime/quantization onnxruntime/tools onnx/reference \
  && find . -type f -name '*.so' ! -path './*.libs/*' -exec sh -c 'for lib; do \
       if readelf -S "$lib" | grep -q "[.]debug_"; then \
         strip --strip-debug "$lib" \
         && /opt/venv/bin/python -c "import ctypes, sys; ctypes.CDLL(sys.argv[1])" "$lib" || exit 1; \
       fi; \
     done' sh {} + \
- && /opt/venv/bin/python -m compileall -q -b -j 0 kubernetes/client scipy \
- && find kubernetes/client scipy -name '*.py' -delete \
- && find kubernetes/client scipy -type d -name __pycache__ -exec rm -rf {} + \
+ && /opt/venv/bin/python -m compileall -q -b -j 0 scipy \
+ && find scipy -name '*.py' -delete \
+ && find scipy -type d -name __pycache__ -exec rm -rf {} + \
  && /opt/venv/bin/python -c "import scipy.sparse, scipy.special, scipy.stats, scipy.optimize, sklearn.ensemble, skl2onnx" \
  && /opt/venv/bin/python -m model_server --help > /dev/null \
+ && /opt/venv/bin/python -c "from model_server.kserve_import import skip_package_init; skip_package_init(); \
+      import model_server.server, model_server.grpc_server, model_server.model" \
  && /opt/venv/bin/python -m model_server.stream --help > /dev/null
 
 # ---------------------------------------------------------------------------------------------
