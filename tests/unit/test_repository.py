@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import shutil
+import sys
+import threading
 import weakref
 from pathlib import Path
 
@@ -14,7 +16,13 @@ import pytest
 from model_server.demo import write_demo_model
 from model_server.errors import ArtifactError, ModelNotFound, SettingsError
 from model_server.predictor import Predictor
-from model_server.repository import COMPLETE_FILE, ModelRepository, VersionPolicy, write_complete_file
+from model_server.repository import (
+    COMPLETE_FILE,
+    LOADING_SWITCH_SECONDS,
+    ModelRepository,
+    VersionPolicy,
+    write_complete_file,
+)
 
 
 def load_predictor(path: Path, name: str, version: str | None) -> Predictor:
@@ -177,3 +185,34 @@ def test_a_retired_version_finishes_what_it_was_given(tmp_path, demo_v1_v2):
         raise AssertionError("never closed")
 
     assert asyncio.run(scenario())[0].data.tolist() == [0]
+
+
+def test_loads_beside_traffic_share_the_gil_more_often_and_restore_it_after(tmp_path, demo_v1_v2):
+    """Two loads at once (two models): the shorter GIL switch interval holds while either runs,
+    and CPython's own comes back only when both are done."""
+    seen = {}
+    gate = threading.Event()
+
+    def recording_load(path: Path, name: str, version: str | None) -> Predictor:
+        seen[name] = sys.getswitchinterval()
+        if name == "slow":
+            gate.wait(10)
+        return load_predictor(path, name, version)
+
+    repository = ModelRepository(recording_load)
+    repository.add("slow", shutil.copytree(demo_v1_v2[0], tmp_path / "slow"))
+    repository.add("fast", shutil.copytree(demo_v1_v2[0], tmp_path / "fast"))
+    before = sys.getswitchinterval()
+
+    async def both():
+        slow = asyncio.create_task(repository.load("slow"))
+        await repository.load("fast")
+        during = sys.getswitchinterval()  # "fast" is done, "slow" still loads
+        gate.set()
+        await slow
+        return during
+
+    during = asyncio.run(both())
+    assert seen == {"slow": LOADING_SWITCH_SECONDS, "fast": LOADING_SWITCH_SECONDS}
+    assert during == LOADING_SWITCH_SECONDS
+    assert sys.getswitchinterval() == before
