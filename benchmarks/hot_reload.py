@@ -13,9 +13,6 @@ of both runs (goal: with swaps <= 1.5x without), and how many versions took traf
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
 import tempfile
 import threading
 import time
@@ -28,16 +25,9 @@ from benchmarks import loadgen, report
 from benchmarks.run import provenance
 from benchmarks.servers import REPO_ROOT, RunningServer, this_server
 from benchmarks.workloads import BenchModel, v2_body
+from model_server.demo import publish_version, write_demo_model
 
 SECTION = "hot reload results"
-
-
-def publish(versions: Path, version: int, source: Path) -> None:
-    staging = versions.parent / f".staging-{version}"
-    shutil.copytree(source, staging)
-    metadata = json.loads((staging / "metadata.json").read_text())
-    (staging / "metadata.json").write_text(json.dumps({**metadata, "version": str(version)}))
-    os.rename(staging, versions / str(version))
 
 
 def swap_while_loaded(server: RunningServer, versions: Path, demos: tuple[Path, Path], swaps: int, every: float):
@@ -47,7 +37,7 @@ def swap_while_loaded(server: RunningServer, versions: Path, demos: tuple[Path, 
     seen = []
     last = str(swaps + 1)
     for version in range(2, swaps + 2):
-        publish(versions, version, demos[version % 2])
+        publish_version(versions, version, demos[version % 2])
         deadline = time.monotonic() + (every if version < swaps + 1 else 60)
         while time.monotonic() < deadline and not (version == swaps + 1 and seen[-1:] == [last]):
             current = httpx.get(f"{server.http_url}/v2/models/iris", timeout=5).json()["versions"][-1]
@@ -66,14 +56,12 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if loadgen.missing_tools():
         raise SystemExit(f"needs {', '.join(loadgen.missing_tools())} (apt-get install wrk nghttp2-client)")
-    from model_server.demo import write_demo_model
-
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         demos = (write_demo_model(tmp / "demo-1", 1), write_demo_model(tmp / "demo-2", 2))
         versions = tmp / "iris"
         versions.mkdir()
-        publish(versions, 1, demos[0])
+        publish_version(versions, 1, demos[0])
         model = BenchModel("iris", versions, None, None)
         server = RunningServer(this_server(("--watch=true", "--watch_interval_seconds=0.2")), model, tmp / "server")
         server.start()

@@ -76,6 +76,18 @@ def _kserve_command(model, http_port, grpc_port, workdir):
 KSERVE = ServerKind("kserve", "KServe 0.21 ModelServer (sklearnserver-equivalent)", PROTOCOLS, _kserve_command)
 
 
+def mlserver_start(mlserver_bin: Path, model, workdir: Path) -> list[str]:
+    """MLServer's command for WORKDIR (its settings.json written already), with the model's
+    model-settings.json beside it: mlserver-sklearn serving the pickle."""
+    settings = {
+        "name": model.name,
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": str(model.model_dir / "model.joblib")},
+    }
+    (workdir / "model-settings.json").write_text(json.dumps(settings))
+    return [str(mlserver_bin), "start", str(workdir)]
+
+
 def mlserver(mlserver_bin: Path) -> ServerKind:
     def command(model, http_port, grpc_port, workdir):
         # MLServer's stock settings, except ports: it reads settings.json and every
@@ -90,16 +102,7 @@ def mlserver(mlserver_bin: Path) -> ServerKind:
                 }
             )
         )
-        (workdir / "model-settings.json").write_text(
-            json.dumps(
-                {
-                    "name": model.name,
-                    "implementation": "mlserver_sklearn.SKLearnModel",
-                    "parameters": {"uri": str(model.model_dir / "model.joblib")},
-                }
-            )
-        )
-        return [str(mlserver_bin), "start", str(workdir)]
+        return mlserver_start(mlserver_bin, model, workdir)
 
     # MLServer has no V1 protocol.
     return ServerKind("mlserver", "MLServer 1.7 + mlserver-sklearn", (V2_REST, V2_GRPC), command)

@@ -42,7 +42,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from benchmarks.mlserver_env import ensure_mlserver
 from benchmarks.run import machine_description
-from benchmarks.servers import REPO_ROOT, free_port
+from benchmarks.servers import REPO_ROOT, free_port, mlserver_start
 from benchmarks.workloads import build_iris
 
 PARTITIONS = 4
@@ -134,16 +134,7 @@ def mlserver_command(mlserver_bin):
             "kafka_topic_output": output_topic,
         }
         (workdir / "settings.json").write_text(json.dumps(settings))
-        (workdir / "model-settings.json").write_text(
-            json.dumps(
-                {
-                    "name": model.name,
-                    "implementation": "mlserver_sklearn.SKLearnModel",
-                    "parameters": {"uri": str(model.model_dir / "model.joblib")},
-                }
-            )
-        )
-        return [str(mlserver_bin), "start", str(workdir)]
+        return mlserver_start(mlserver_bin, model, workdir)
 
     return command
 

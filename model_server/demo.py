@@ -8,6 +8,9 @@ canary rollout can tell the two apart by ``model_version`` and, sometimes, by it
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
 from pathlib import Path
 
 import joblib
@@ -39,6 +42,18 @@ def write_demo_model(model_dir: str | Path, version: int = 1) -> Path:
         class_labels=CLASS_LABELS,
     )
     return model_dir
+
+
+def publish_version(versions: Path, version: int, source: Path) -> Path:
+    """Copy the model directory SOURCE in as version VERSION of a versions directory, as a model
+    writer should while a server watches it: written aside, then renamed into place, so the
+    watcher never sees half a version."""
+    staging = versions.parent / f".staging-{version}"
+    shutil.copytree(source, staging)
+    metadata = json.loads((staging / "metadata.json").read_text())
+    (staging / "metadata.json").write_text(json.dumps({**metadata, "version": str(version)}))
+    os.rename(staging, versions / str(version))
+    return versions / str(version)
 
 
 def main(argv: list[str] | None = None) -> None:

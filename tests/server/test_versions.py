@@ -3,12 +3,10 @@ repository API, readiness with several models, and hot reload under load with no
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import grpc
 import httpx
@@ -16,7 +14,7 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
-from model_server.demo import write_demo_model
+from model_server.demo import publish_version, write_demo_model
 from model_server.repository import write_complete_file
 from tests.support.metrics import scrape, total
 from tests.support.servers import start_server
@@ -31,22 +29,12 @@ def demos(tmp_path_factory):
     return write_demo_model(root / "v1", 1), write_demo_model(root / "v2", 2)
 
 
-def publish(versions: Path, version: int, source: Path) -> Path:
-    """How a model writer should add a version: write it aside, then rename it into place."""
-    staging = versions.parent / f".staging-{version}"
-    shutil.copytree(source, staging)
-    metadata = json.loads((staging / "metadata.json").read_text())
-    (staging / "metadata.json").write_text(json.dumps({**metadata, "version": str(version)}))
-    os.rename(staging, versions / str(version))
-    return versions / str(version)
-
-
 @pytest.fixture(scope="module")
 def three_versions(demos, tmp_path_factory):
     versions = tmp_path_factory.mktemp("iris-versions") / "iris"
     versions.mkdir()
     for version in (1, 2, 3):
-        publish(versions, version, demos[version % 2 == 0])
+        publish_version(versions, version, demos[version % 2 == 0])
     return versions
 
 
@@ -115,7 +103,7 @@ def test_a_repository_of_models(three_versions, demos, tmp_path):
 def test_hot_reload_under_load_fails_no_request(demos, tmp_path):
     versions = tmp_path / "iris"
     versions.mkdir()
-    publish(versions, 1, demos[0])
+    publish_version(versions, 1, demos[0])
     with start_server(versions, "iris", "--watch=true", "--watch_interval_seconds=0.2") as served:
         url = f"{served.http_url}/v2/models/iris/infer"
         stop, answers, failures = threading.Event(), [], []
@@ -134,7 +122,7 @@ def test_hot_reload_under_load_fails_no_request(demos, tmp_path):
             thread.start()
         try:
             for version in range(2, 7):
-                publish(versions, version, demos[version % 2 == 0])
+                publish_version(versions, version, demos[version % 2 == 0])
                 deadline = time.monotonic() + 15
                 while not answers or answers[-1] != str(version):
                     assert time.monotonic() < deadline, f"version {version} never took traffic: {served.log()[-2000:]}"
