@@ -109,8 +109,8 @@ RUN /opt/venv/bin/pip uninstall --yes --quiet \
  && find scipy -type d -name __pycache__ -exec rm -rf {} + \
  && /opt/venv/bin/python -c "import scipy.sparse, scipy.special, scipy.stats, scipy.optimize, sklearn.ensemble, skl2onnx" \
  && /opt/venv/bin/python -m model_server --help > /dev/null \
- && /opt/venv/bin/python -c "from model_server.kserve_import import skip_package_init; skip_package_init(); \
-      import model_server.server, model_server.grpc_server, model_server.model" \
+ && /opt/venv/bin/python -c "from model_server.kserve.import_shim import skip_package_init; skip_package_init(); \
+      import model_server.kserve.server, model_server.kserve.grpc, model_server.kserve.model" \
  && /opt/venv/bin/python -m model_server.stream --help > /dev/null
 
 # ---------------------------------------------------------------------------------------------
@@ -146,7 +146,7 @@ RUN /opt/venv/bin/pip uninstall --yes --quiet pip setuptools \
  && find . -type f -name '*.so' ! -path './*.libs/*' -exec sh -c 'for lib; do \
       if readelf -S "$lib" | grep -q "[.]debug_"; then strip --strip-debug "$lib" || exit 1; fi; \
     done' sh {} + \
- && /opt/venv/bin/python -c "import sys, model_server.edge; \
+ && /opt/venv/bin/python -c "import sys, model_server.edge.__main__; \
 bad = [m for m in ('kserve', 'fastapi', 'pandas', 'sklearn', 'scipy') if m in sys.modules]; \
 sys.exit(f'the edge runtime imports {bad}' if bad else 0)"
 

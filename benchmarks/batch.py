@@ -113,7 +113,7 @@ def digest(directory: Path) -> str:
 
 
 def raw_engine_seconds(model_dir: Path, X: np.ndarray) -> tuple[float, str]:
-    from model_server.predictor import Predictor
+    from model_server.core.predictor import Predictor
 
     predictor = Predictor.load(model_dir)
     engine = predictor.engine

@@ -18,7 +18,7 @@ from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from .artifact import write_metadata
+from .core.artifact import write_metadata
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 CLASS_LABELS = ["setosa", "versicolor", "virginica"]

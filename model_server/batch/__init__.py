@@ -9,12 +9,14 @@ Python API:
   Ray batch) and returns the same kind; ``scorer.score(frame)`` also returns the refused rows.
 - ``run(BatchSettings(...))``: a whole run, as the command does it.
 
-Modules: ``config`` (the flags), ``sources`` (input files, read in chunks), ``scoring`` (a chunk
+Modules: ``settings`` (the flags), ``sources`` (input files, read in chunks), ``scoring`` (a chunk
 -> checked X -> predictions and refused rows), ``parts`` (output parts, manifest, resume),
 ``runner`` (workers, sharding), ``progress``.
+
+May import: the core, pyarrow, tqdm (the ``[batch]`` extra). Not KServe or any transport.
 """
 
-from .config import BatchSettings
+from .settings import BatchSettings
 
 __all__ = ["BatchSettings", "Rejection", "Scored", "Scorer", "run"]
 

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 
-from ..errors import ModelServerError, RowsRejected, status_of
+from ..core.errors import ModelServerError, RowsRejected, status_of
 
 DESCRIPTION = (
     "Score Parquet, CSV or JSON Lines files (local, s3://, gs://) with a scikit-learn model directory, "
@@ -23,7 +23,7 @@ logger = logging.getLogger("model_server.batch")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import BatchSettings
+    from .settings import BatchSettings
 
     settings = BatchSettings.from_args(argv, prog="python -m model_server.batch", description=DESCRIPTION)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         if exc.name != "pyarrow":
             raise
-        print("batch: needs pyarrow: pip install 'model-server[batch]'", file=sys.stderr)
+        print("batch: needs pyarrow: pip install 'sklearn-model-server[batch]'", file=sys.stderr)
         return 1
     except RowsRejected as exc:
         print(f"batch: stopped: {exc}", file=sys.stderr)

@@ -29,7 +29,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.fs as pa_fs
 import pyarrow.parquet as pq
 
-from ..errors import InvalidInput
+from ..core.errors import InvalidInput
 from .sources import filesystem
 
 MANIFEST_VERSION = 1

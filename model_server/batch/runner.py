@@ -18,12 +18,12 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from ..errors import RowsRejected
-from ..predictor import Predictor, _quiet_sklearn
-from .config import BatchSettings
+from ..core.errors import RowsRejected
+from ..core.predictor import Predictor, quiet_sklearn
 from .parts import MANIFEST_VERSION, OutputDirectory
 from .progress import Progress
 from .scoring import Scorer
+from .settings import BatchSettings
 from .sources import Chunk, InputFile, Reader, list_inputs
 
 logger = logging.getLogger("model_server.batch")
@@ -71,7 +71,7 @@ def run(settings: BatchSettings) -> Summary:
     shard_index, shard_count = settings.shard()
     fs, files = list_inputs(settings.input, settings.input_format)
     own = [f for f in files if f.index % shard_count == shard_index]
-    predictor = Predictor.load(settings.model_dir, backend=settings.backend, require_sha256=settings.require_sha256)
+    predictor = settings.load_predictor(settings.model_dir, settings.model_name)
     scorer = Scorer(predictor, settings.outputs, settings.keep_columns, settings.positional)
     output = OutputDirectory(settings.output, settings.format, (shard_index, shard_count))
     output.open(_identity(settings, predictor, files), settings.overwrite, {f.index for f in own})
@@ -89,7 +89,7 @@ def run(settings: BatchSettings) -> Summary:
         settings.output,
     )
     scored_now = 0
-    with threadpool_limits(limits=1), ThreadPoolExecutor(workers, "batch", initializer=_quiet_sklearn) as pool:
+    with threadpool_limits(limits=1), ThreadPoolExecutor(workers, "batch", initializer=quiet_sklearn) as pool:
         pending: set[Future] = set()
         stop = threading.Event()
 

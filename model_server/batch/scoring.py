@@ -21,9 +21,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..codec import LABEL, PREDICT, PROBA, Tensor
-from ..errors import InvalidInput, RowsRejected
-from ..predictor import Predictor
+from ..core.codec import LABEL, PREDICT, PROBA, Tensor
+from ..core.errors import InvalidInput, RowsRejected
+from ..core.predictor import Predictor
+from ..core.settings import ModelSettings
 
 TENSOR = "input-0"
 
@@ -80,7 +81,8 @@ class Scorer:
     @property
     def predictor(self) -> Predictor:
         if self._predictor is None:
-            self._predictor = Predictor.load(self._model, backend=self.backend, require_sha256=self.require_sha256)
+            settings = ModelSettings(backend=self.backend, require_sha256=self.require_sha256)
+            self._predictor = settings.load_predictor(self._model)
             self._check_outputs()
         return self._predictor
 
@@ -336,6 +338,6 @@ def _arrow_of(values: np.ndarray) -> pa.Array:
 
 
 def _numpy_dtype(datatype: str) -> np.dtype:
-    from ..codec import NUMPY_DTYPES
+    from ..core.codec import NUMPY_DTYPES
 
     return NUMPY_DTYPES[datatype]

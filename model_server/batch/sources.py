@@ -26,7 +26,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.fs as pa_fs
 import pyarrow.parquet as pq
 
-from ..errors import InvalidInput
+from ..core.errors import InvalidInput
 
 SUFFIXES = {
     ".parquet": "parquet",

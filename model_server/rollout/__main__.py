@@ -1,6 +1,6 @@
 """``python -m model_server.rollout``: validate, canary, analyse, then promote or roll back.
 
-Exit codes: 0 promoted (with --validate-only: every check passed), 1 rolled back (the canary was
+Exit codes: 0 promoted (with --validate_only: every check passed), 1 rolled back (the canary was
 worse than the thresholds, or had no data), 2 a flag that cannot be used, 3 refused by validation
 (nothing deployed), 4 a helm command or Prometheus failed (a deployed canary is rolled back),
 130 interrupted (a deployed canary is rolled back).
@@ -13,9 +13,9 @@ import sys
 from typing import TextIO
 
 from .analysis import STEP_HEADER, PrometheusError, analyse, step_line
-from .options import RolloutSettings
 from .release import Helm, ReleaseError, release_commands
 from .report import Report
+from .settings import DESCRIPTION, RolloutSettings
 from .validate import validate
 
 PROMOTED, ROLLED_BACK, REFUSED, FAILED, INTERRUPTED = 0, 1, 3, 4, 130
@@ -47,7 +47,7 @@ def _release(settings: RolloutSettings, report: Report, analysis_options: dict) 
         reason = "; ".join(f"{check.name}: {check.detail}" for check in validation.failures())
         return _decide(report, "refused", reason + " (nothing deployed)", REFUSED)
     if settings.validate_only:
-        return _decide(report, "validated", "every check passed (--validate-only: nothing deployed)", PROMOTED)
+        return _decide(report, "validated", "every check passed (--validate_only: nothing deployed)", PROMOTED)
 
     stable, canary = validation.stable.version, validation.new.version
     commands = release_commands(settings)
@@ -119,7 +119,7 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = RolloutSettings.from_args(argv)
+    settings = RolloutSettings.from_args(argv, prog="python -m model_server.rollout", description=DESCRIPTION)
     signal.signal(signal.SIGTERM, _interrupt)
     return run(settings)
 

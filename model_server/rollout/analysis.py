@@ -9,9 +9,9 @@ apart by the ``version`` label every per-model series carries), over the last ``
   model version changes (same server, same image); decoding and the network are the same for both.
 
 A step fails when the canary's error rate exceeds the stable one's by more than
-``--max-error-rate``, or its p99 is more than ``--max-latency-ratio`` times the stable one's; the
+``--max_error_rate``, or its p99 is more than ``--max_latency_ratio`` times the stable one's; the
 first failing step ends the analysis. A step where either version answered fewer than
-``--min-requests`` has no data: allowed while traffic reaches the canary for the first time, a
+``--min_requests`` has no data: allowed while traffic reaches the canary for the first time, a
 failure once it has had data. The canary passes when every step of the whole duration held.
 """
 
@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import httpx
 
-from .options import RolloutSettings, promql_string
+from .settings import RolloutSettings, promql_string
 
 PASSED, FAILED, NO_DATA = "pass", "fail", "no data"
 
@@ -135,7 +135,7 @@ def judge(step: Step, thresholds: Thresholds, window: float) -> Step:
     """Set STEP's verdict and the reasons for it from its figures."""
     thin = [
         f"the {role} version answered {figures.requests:.0f} requests in the last {window:g} s "
-        f"(fewer than --min-requests {thresholds.min_requests})"
+        f"(fewer than --min_requests {thresholds.min_requests})"
         for role, figures in (("canary", step.canary), ("stable", step.stable))
         if figures.requests < thresholds.min_requests
     ]
@@ -146,13 +146,13 @@ def judge(step: Step, thresholds: Thresholds, window: float) -> Step:
     if excess > thresholds.max_error_rate:
         step.reasons.append(
             f"error rate {step.canary.error_rate:.1%} vs stable {step.stable.error_rate:.1%}: "
-            f"{excess:.1%} more, over --max-error-rate {thresholds.max_error_rate:.1%}"
+            f"{excess:.1%} more, over --max_error_rate {thresholds.max_error_rate:.1%}"
         )
     ratio = step.latency_ratio
     if ratio is not None and ratio > thresholds.max_latency_ratio:
         step.reasons.append(
             f"p99 latency {step.canary.p99_seconds * 1000:.1f} ms vs stable {step.stable.p99_seconds * 1000:.1f} ms: "
-            f"{ratio:.2f}x, over --max-latency-ratio {thresholds.max_latency_ratio:g}"
+            f"{ratio:.2f}x, over --max_latency_ratio {thresholds.max_latency_ratio:g}"
         )
     step.verdict = FAILED if step.reasons else PASSED
     return step

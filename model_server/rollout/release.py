@@ -10,8 +10,8 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 
-from .options import RolloutSettings
 from .report import Report
+from .settings import RolloutSettings
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class ReleaseError(Exception):
 
 
 class Helm:
-    """Runs the release's commands, or with --dry-run only prints them."""
+    """Runs the release's commands, or with --dry_run only prints them."""
 
     def __init__(self, settings: RolloutSettings, report: Report):
         self.dry_run = settings.dry_run

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics
 
-from ..codec import LABEL, PREDICT, PROBA, V1Request, decode_v1, decode_v2_rest, loads_json
-from ..errors import ModelServerError
-from ..predictor import Predictor
-from .options import RolloutSettings
+from ..core.codec import LABEL, PREDICT, PROBA, V1Request, decode_v1, decode_v2_rest, loads_json
+from ..core.errors import ModelServerError
+from ..core.predictor import Predictor
 from .report import FAIL, PASS, SKIP, WARN, Check, Report
+from .settings import RolloutSettings
 
 
 @dataclass(frozen=True)
@@ -72,15 +72,10 @@ def validate(settings: RolloutSettings, report: Report) -> Validation:
         result.checks.append(check)
         report.check(check)
 
-    options = {
-        "backend": settings.backend,
-        "max_batch_size": settings.max_batch_size,
-        "model_name": settings.model_name,
-    }
     loaded = {}
     for role, directory in (("stable", settings.stable_model_dir), ("new", settings.model_dir)):
         try:
-            loaded[role] = Predictor.load(directory, **options)
+            loaded[role] = settings.load_predictor(directory, settings.model_name)
         except (ModelServerError, OSError) as exc:
             record(Check("load", FAIL, f"the {role} version in {directory} does not load: {exc}"))
             return result
@@ -140,11 +135,11 @@ def _schema_check(stable: Predictor, new: Predictor, allowed: bool) -> Check:
         )
     detail = "; ".join(differences)
     if allowed:
-        return Check("schema", WARN, f"{detail} (allowed by --allow-schema-change)", {"differences": differences})
+        return Check("schema", WARN, f"{detail} (allowed by --allow_schema_change)", {"differences": differences})
     return Check(
         "schema",
         FAIL,
-        f"{detail}: clients of the stable version would break (--allow-schema-change to deploy anyway)",
+        f"{detail}: clients of the stable version would break (--allow_schema_change to deploy anyway)",
         {"differences": differences},
     )
 
@@ -225,7 +220,7 @@ def _holdout_check(stable: Predictor, new: Predictor, settings: RolloutSettings)
     change = "the same" if worse_by == 0 else f"{'worse' if worse_by > 0 else 'better'} by {abs(worse_by):.4f}"
     detail = (
         f"{name} {new_score:.4f} vs stable {stable_score:.4f} on {len(table)} rows "
-        f"({change}; --max-regression {settings.max_regression:g})"
+        f"({change}; --max_regression {settings.max_regression:g})"
     )
     return Check("holdout", FAIL if worse_by > settings.max_regression else PASS, detail, figures)
 
@@ -244,7 +239,7 @@ def _read_holdout(path: Path, label_column: str):
     except pd.errors.EmptyDataError:
         raise HoldoutError("empty file") from None
     if label_column not in table.columns:
-        raise HoldoutError(f"no label column {label_column!r} (--label-column); columns: {list(table.columns)}")
+        raise HoldoutError(f"no label column {label_column!r} (--label_column); columns: {list(table.columns)}")
     if table.empty:
         raise HoldoutError("no rows")
     return table

@@ -1,6 +1,6 @@
 """``python -m model_server.stream``: answer inference requests from one Kafka topic on another.
 
-Every setting is a flag and a ``MODEL_SERVER_*`` environment variable (``settings.py``). SIGTERM
+Every setting is a flag and a ``MODEL_SERVER_*`` environment variable (``stream/settings.py``). SIGTERM
 (or Ctrl-C) stops fetching, answers and commits what is in flight, and exits 0.
 """
 
@@ -11,12 +11,11 @@ import gc
 import logging
 import signal
 import sys
-from pathlib import Path
 
-from ..errors import ModelServerError, status_of
-from ..inference import Registry
-from ..predictor import Predictor
-from ..repository import ModelRepository
+from ..core.dataplane import DataPlane
+from ..core.errors import ModelServerError, status_of
+from ..core.event_loop import use_event_loop
+from ..core.repository import ModelRepository
 from .consumer import StreamConsumer
 from .ops import OpsApp, ops_server
 from .settings import StreamSettings
@@ -40,9 +39,9 @@ def main(argv: list[str] | None = None) -> None:
         logger.error("cannot serve %s: %s", settings.model_dir, exc)
         sys.exit(status_of(exc).exit_code)
     gc.freeze()  # what loaded lives as long as the process: full collections need not walk it
-    _use_uvloop()
+    use_event_loop()
     try:
-        code = asyncio.run(serve(settings, registry))
+        code = asyncio.run(serve(settings, DataPlane(registry)))
     except ModelServerError as exc:
         logger.error("%s", exc)
         code = status_of(exc).exit_code
@@ -52,15 +51,11 @@ def main(argv: list[str] | None = None) -> None:
 def load_model(settings: StreamSettings) -> ModelRepository:
     """The one model this consumer answers for: a model directory, or a versions directory (its
     --version_policy; requests go to the default, newest, version)."""
-
-    def load_predictor(path: Path, name: str, version: str | None) -> Predictor:
-        return Predictor.load(path, model_name=name, version=version, **settings.predictor_options())
-
-    return ModelRepository.of_one_model(load_predictor, settings)
+    return ModelRepository.of_one_model(settings)
 
 
-async def serve(settings: StreamSettings, registry: Registry) -> int:
-    consumer = StreamConsumer(settings, registry)
+async def serve(settings: StreamSettings, dataplane: DataPlane) -> int:
+    consumer = StreamConsumer(settings, dataplane)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _stop, consumer, signum)
@@ -78,14 +73,6 @@ async def serve(settings: StreamSettings, registry: Registry) -> int:
 def _stop(consumer: StreamConsumer, signum: int) -> None:
     logger.info("%s: no more fetching; answering and committing what is in flight", signal.Signals(signum).name)
     consumer.stop()
-
-
-def _use_uvloop() -> None:
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 if __name__ == "__main__":

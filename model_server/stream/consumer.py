@@ -1,11 +1,11 @@
 """The consume -> predict -> produce -> commit loop, at least once.
 
 aiokafka rather than confluent-kafka: it is asyncio-native, so consecutive messages become
-concurrent ``infer()`` calls in the one event loop, which the micro-batcher predicts in one
+concurrent ``DataPlane.infer`` calls in the one event loop, which the micro-batcher predicts in one
 estimator call; confluent-kafka's callbacks run on librdkafka's threads and would have to be
 handed back to the loop one by one. aiokafka is pure Python too (no native library in the image).
 
-Per message: ``infer()`` through the seam, then the response (or the error record) is produced
+Per message: ``DataPlane.infer``, then the response (or the error record) is produced
 with ``acks=all`` in input order per partition, and only once the broker has acknowledged it is
 the input offset marked answered; ``PartitionOffsets`` commits a partition only up to its first
 message still in flight. Fetching pauses at ``--max_in_flight`` unanswered messages. A message
@@ -27,8 +27,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 
-from ..errors import ModelServerError, RequestTooLarge, describe, status_of
-from ..inference import Registry, infer
+from ..core.dataplane import DataPlane
+from ..core.errors import ModelServerError, RequestTooLarge, describe, status_of
 from .messages import decode, error_headers, input_coordinates, response_record
 from .metrics import END_TO_END_SECONDS, LAG, MESSAGES_IN, MESSAGES_OUT, MESSAGES_REJECTED
 from .offsets import PartitionOffsets
@@ -68,9 +68,9 @@ def connection_options(settings: StreamSettings) -> dict:
 
 
 class StreamConsumer:
-    def __init__(self, settings: StreamSettings, registry: Registry):
+    def __init__(self, settings: StreamSettings, dataplane: DataPlane):
         self.settings = settings
-        self.registry = registry
+        self.dataplane = dataplane
         self.model_name = settings.model_name
         self.running = False
         self.failure: BaseException | None = None
@@ -103,7 +103,7 @@ class StreamConsumer:
     # -- health --------------------------------------------------------------------------------
 
     def ready(self) -> tuple[bool, str]:
-        model = self.registry.get_model(self.model_name)
+        model = self.dataplane.registry.get_model(self.model_name)
         if model is None or not model.ready:
             return False, "the model is not loaded"
         if not self.running:
@@ -237,7 +237,7 @@ class StreamConsumer:
             return response_record(message, record, self.model_name, response)
 
         try:
-            value, headers = await infer(self.registry, self.model_name, None, read, protocol="kafka", encode=encode)
+            value, headers = await self.dataplane.infer(self.model_name, None, read, protocol="kafka", encode=encode)
         except Exception as exc:
             return self._rejected(record, exc, message.request_id if message is not None else None)
         if len(value) > self._max_value_bytes:  # the broker would refuse it, and retry forever

@@ -13,19 +13,19 @@ from dataclasses import dataclass, replace
 
 import orjson
 
-from .. import cloudevent
-from ..codec import (
+from ..core.codec import (
     INFERENCE_HEADER_LENGTH,
     InferenceResponse,
     V1Request,
     V2Request,
+    cloudevent,
     decode_v1,
     decode_v2_rest,
     encode_v2_rest,
     loads_json,
     v1_response,
 )
-from ..errors import InvalidInput
+from ..core.errors import InvalidInput
 
 Headers = list[tuple[str, bytes]]
 

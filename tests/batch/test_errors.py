@@ -9,8 +9,8 @@ import httpx
 import numpy as np
 import pytest
 
-from model_server.artifact import write_metadata
 from model_server.batch import BatchSettings, Scorer, run
+from model_server.core.artifact import write_metadata
 from model_server.demo import FEATURES
 
 from .support import iris_frame, read_errors, read_output, run_batch, write

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from model_server.batch import BatchSettings, Scorer, run
+from model_server.core.predictor import Predictor
 from model_server.demo import FEATURES
-from model_server.predictor import Predictor
 
 from .support import iris_frame, read_errors, read_output, write
 

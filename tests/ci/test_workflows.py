@@ -257,7 +257,7 @@ def test_the_model_release_passes_every_input_to_the_rollout():
     text = str(step) + str(workflow["jobs"]["rollout"]["env"])
     for name in inputs:
         assert f"inputs.{name}" in text, f"input {name} reaches no flag"
-    from model_server.rollout.options import RolloutSettings
+    from model_server.rollout.settings import RolloutSettings
 
     fields = RolloutSettings.__dataclass_fields__
     for variable in step["env"]:

@@ -102,7 +102,7 @@ def test_every_model_server_module_imports_in_the_pruned_venv(demo):
     the server imports them: KServe's modules without kserve/__init__, whose Kubernetes API client
     the image leaves out."""
     walk = (
-        "from model_server.kserve_import import skip_package_init; skip_package_init()\n"
+        "from model_server.kserve.import_shim import skip_package_init; skip_package_init()\n"
         "import importlib, importlib.util, pkgutil, model_server\n"
         "optional = {'model_server.batch.': 'pyarrow'}\n"
         "names = [m.name for m in pkgutil.walk_packages(model_server.__path__, 'model_server.')\n"
@@ -130,7 +130,7 @@ def test_batch_scoring_without_its_extra_says_what_to_install(demo):
         assert done.returncode == 1 and "no such file or directory" in done.stderr
     else:
         assert done.returncode == 1
-        assert done.stderr.strip().splitlines()[-1] == "batch: needs pyarrow: pip install 'model-server[batch]'"
+        assert done.stderr.strip().splitlines()[-1] == "batch: needs pyarrow: pip install 'sklearn-model-server[batch]'"
 
 
 def test_baked_demo_model_v2_is_a_forest_predicted_by_onnx_runtime(engine, image):

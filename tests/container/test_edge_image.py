@@ -44,7 +44,8 @@ def test_edge_image_serves_the_exported_demo_model(engine, edge_image):
         assert metadata["platform"] == "onnxruntime_onnx"
         assert container.engine("exec", container.name, "id", "-u").strip() == "1000"
         modules = (
-            "import sys, model_server.edge; print(sorted({'kserve', 'sklearn', 'scipy', 'pandas'} & set(sys.modules)))"
+            "import sys, model_server.edge.__main__; "
+            "print(sorted({'kserve', 'sklearn', 'scipy', 'pandas'} & set(sys.modules)))"
         )
         assert container.engine("exec", container.name, "python", "-c", modules).strip() == "[]"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from model_server import cloudevent
+from model_server.core.codec import cloudevent
 from model_server.stream.settings import StreamSettings
 
 from .rendering import CHART, helm_template, helm_template_error, kinds, one

@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
-from model_server.artifact import write_metadata
+from model_server.core.artifact import write_metadata
 from tests.support.estimators import Degraded
 
 FEATURES = ["f0", "f1", "f2", "f3"]

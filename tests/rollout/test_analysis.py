@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from model_server.rollout.analysis import FAILED, NO_DATA, PASSED, Figures, Step, Thresholds, analyse, judge
-from model_server.rollout.options import RolloutSettings
+from model_server.rollout.settings import RolloutSettings
 
 THRESHOLDS = Thresholds(max_error_rate=0.01, max_latency_ratio=1.5, min_requests=20)
 
@@ -61,7 +61,7 @@ class ScriptedPrometheus:
 
 def outcome(requests_per_step: list[float]):
     settings = RolloutSettings.from_args(
-        ["--validate-only", "--model_dir", "a", "--stable-model-dir", "b", "--duration", str(len(requests_per_step)),
+        ["--validate_only", "--model_dir", "a", "--stable_model_dir", "b", "--duration", str(len(requests_per_step)),
          "--interval", "1"], environ={},
     )  # fmt: skip
     steps = []
@@ -91,7 +91,7 @@ def test_no_data_at_all_rolls_back():
 
 def test_a_step_is_taken_every_interval_for_the_duration():
     settings = RolloutSettings.from_args(
-        ["--validate-only", "--model_dir", "a", "--stable-model-dir", "b", "--duration", "10", "--interval", "3"],
+        ["--validate_only", "--model_dir", "a", "--stable_model_dir", "b", "--duration", "10", "--interval", "3"],
         environ={},
     )
     now, slept = [100.0], []

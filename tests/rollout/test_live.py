@@ -3,7 +3,7 @@
 One stable server (v1) and three new versions, each in its own server process: good (v2), flaky
 (v3: a 500 for the one request in five that carries an outlier) and slow (v4: 3x the stable
 latency). The same traffic reaches all four; Debian's Prometheus scrapes them every second.
-`python -m model_server.rollout --dry-run` then runs step 1 and 3 for real (and prints step 2 and
+`python -m model_server.rollout --dry_run` then runs step 1 and 3 for real (and prints step 2 and
 4's helm commands): the good version is promoted, the bad ones rolled back, each for its reason.
 """
 
@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from model_server.rollout.__main__ import run
-from model_server.rollout.options import RolloutSettings
+from model_server.rollout.settings import RolloutSettings
 from tests.support.prometheus import prometheus_binary, start_prometheus
 from tests.support.servers import SUPPORT_ENV, free_port, start_server
 from tests.support.tools import REPO
@@ -33,8 +33,8 @@ from .models import OUTLIER, write_holdout, write_versions
 
 MODEL = "scorer"
 # Short but judged: three steps of 2 s over 4 s windows (four scrapes each).
-TIMING = ["--duration", "6", "--interval", "2", "--window", "4", "--min-requests", "10"]
-THRESHOLDS = ["--max-error-rate", "0.05", "--max-latency-ratio", "1.5"]
+TIMING = ["--duration", "6", "--interval", "2", "--window", "4", "--min_requests", "10"]
+THRESHOLDS = ["--max_error_rate", "0.05", "--max_latency_ratio", "1.5"]
 
 
 class Load:
@@ -115,13 +115,13 @@ def rollout(cluster, role: str, *args: str) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "model_server.rollout",
         "--model_dir", str(cluster["versions"][role]),
-        "--stable-model-dir", str(cluster["versions"]["stable"]),
+        "--stable_model_dir", str(cluster["versions"]["stable"]),
         "--model_name", MODEL,
         "--holdout", str(write_holdout(cluster["root"] / "holdout.csv")),
-        "--storage-uri", f"s3://models/{MODEL}/{role}",
+        "--storage_uri", f"s3://models/{MODEL}/{role}",
         "--namespace", "models",
-        "--prometheus-url", cluster["prometheus"].url,
-        *TIMING, *THRESHOLDS, "--dry-run", "--report", str(report), *args,
+        "--prometheus_url", cluster["prometheus"].url,
+        *TIMING, *THRESHOLDS, "--dry_run", "--report", str(report), *args,
     ]  # fmt: skip
     return subprocess.Popen(
         command,
@@ -162,7 +162,7 @@ def test_the_good_version_is_promoted_after_every_step_held(decisions):
         assert step["canary"]["error_rate"] == step["stable"]["error_rate"] == 0
         assert 0.67 < step["latency_ratio"] < 1.5
     assert helm_steps(report) == ["canary", "promote"]
-    assert all(not command["ran"] for command in report["commands"])  # --dry-run
+    assert all(not command["ran"] for command in report["commands"])  # --dry_run
     assert "+ helm upgrade scorer charts/model-server --namespace models --reuse-values" in output
     assert "==> PROMOTED: version 2: 3 of 3 steps judged over 6 s, every one held (exit 0)" in output
 
@@ -179,7 +179,7 @@ def test_a_version_failing_one_request_in_five_is_rolled_back_for_its_errors(dec
     assert [r.split(":")[0] for r in step["reasons"]] == [
         f"error rate {step['canary']['error_rate']:.1%} vs stable 0.0%"
     ]
-    assert "over --max-error-rate 5.0%" in report["decision"]["reason"]
+    assert "over --max_error_rate 5.0%" in report["decision"]["reason"]
     assert helm_steps(report) == ["canary", "rollback"]
 
 
@@ -192,7 +192,7 @@ def test_a_three_times_slower_version_is_rolled_back_for_its_latency(decisions):
     # 180 ms against 60 ms per estimator call, read off the histogram's buckets by histogram_quantile.
     assert step["latency_ratio"] > 1.5, step
     assert len(step["reasons"]) == 1 and step["reasons"][0].startswith("p99 latency"), step
-    assert "over --max-latency-ratio 1.5" in report["decision"]["reason"]
+    assert "over --max_latency_ratio 1.5" in report["decision"]["reason"]
     assert helm_steps(report) == ["canary", "rollback"]
 
 
@@ -207,9 +207,9 @@ def rollout_in_process(cluster, *args: str) -> tuple[int, str, dict]:
     """The same rollout of the good version, in this process (its imports are paid already)."""
     report = cluster["root"] / "in-process-report.json"
     argv = [
-        "--model_dir", str(cluster["versions"]["good"]), "--stable-model-dir", str(cluster["versions"]["stable"]),
-        "--model_name", MODEL, "--storage-uri", "s3://models/good", "--prometheus-url", cluster["prometheus"].url,
-        *TIMING, "--dry-run", "--report", str(report), *args,
+        "--model_dir", str(cluster["versions"]["good"]), "--stable_model_dir", str(cluster["versions"]["stable"]),
+        "--model_name", MODEL, "--storage_uri", "s3://models/good", "--prometheus_url", cluster["prometheus"].url,
+        *TIMING, "--dry_run", "--report", str(report), *args,
     ]  # fmt: skip
     out = io.StringIO()
     code = run(RolloutSettings.from_args(argv, environ={}), out)
@@ -226,7 +226,7 @@ def test_a_query_prometheus_refuses_rolls_the_canary_back_and_exits_4(cluster):
 
 def test_an_unreachable_prometheus_rolls_the_canary_back_and_exits_4(cluster):
     url = f"http://127.0.0.1:{free_port()}"
-    code, output, report = rollout_in_process(cluster, "--prometheus-url", url, "--duration", "2")
+    code, output, report = rollout_in_process(cluster, "--prometheus_url", url, "--duration", "2")
     assert code == 4, output
     assert f"cannot reach Prometheus at {url}" in output
     assert helm_steps(report) == ["canary", "rollback"]

@@ -1,4 +1,4 @@
-"""Steps 2 and 4: the helm commands, as data (like the kind script's plan), printed by --dry-run,
+"""Steps 2 and 4: the helm commands, as data (like the kind script's plan), printed by --dry_run,
 run through a fake helm that logs its calls, and replayed with the real chart in both KServe modes.
 
 The analysis in-process here answers from a table (`TablePrometheus`): what it decides is tested
@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from model_server.rollout.__main__ import run
-from model_server.rollout.options import RolloutSettings
 from model_server.rollout.release import release_commands
+from model_server.rollout.settings import RolloutSettings
 from tests.k8s.schemas import SchemaValidator, kserve_crds_dir
 from tests.support.servers import SUPPORT_ENV
 from tests.support.tools import REPO, project_tool
@@ -54,15 +54,15 @@ def versions(tmp_path_factory) -> dict[str, Path]:
 
 
 def settings(versions, *args: str) -> RolloutSettings:
-    argv = ["--model_dir", str(versions["good"]), "--stable-model-dir", str(versions["stable"]),
-            "--model_name", "scorer", "--storage-uri", URI, "--prometheus-url", "http://prometheus.invalid",
+    argv = ["--model_dir", str(versions["good"]), "--stable_model_dir", str(versions["stable"]),
+            "--model_name", "scorer", "--storage_uri", URI, "--prometheus_url", "http://prometheus.invalid",
             "--duration", "3", "--interval", "1", *args]  # fmt: skip
     return RolloutSettings.from_args(argv, environ={})
 
 
 def dry_run(versions, *args: str, prometheus=None) -> tuple[int, str]:
     out = io.StringIO()
-    code = run(settings(versions, "--dry-run", *args), out, prometheus=prometheus or TablePrometheus(),
+    code = run(settings(versions, "--dry_run", *args), out, prometheus=prometheus or TablePrometheus(),
                sleep=lambda s: None)  # fmt: skip
     return code, out.getvalue()
 
@@ -90,9 +90,9 @@ def test_the_three_commands_with_the_defaults(versions):
 def test_release_namespace_context_chart_version_and_timeout_land_in_every_command(versions):
     commands = release_commands(
         settings(
-            versions, "--release", "prod-scorer", "--namespace", "prod", "--kube-context", "ci",
-            "--chart", "oci://ghcr.io/acme/charts/model-server", "--chart-version", "0.1.0",
-            "--helm", "/opt/helm", "--helm-timeout", "120", "--traffic-percent", "25",
+            versions, "--release", "prod-scorer", "--namespace", "prod", "--kube_context", "ci",
+            "--chart", "oci://ghcr.io/acme/charts/model-server", "--chart_version", "0.1.0",
+            "--helm", "/opt/helm", "--helm_timeout", "120", "--traffic_percent", "25",
         )
     )  # fmt: skip
     for argv in (commands.canary, commands.promote, commands.rollback):
@@ -105,11 +105,11 @@ def test_release_namespace_context_chart_version_and_timeout_land_in_every_comma
 
 
 def test_a_uri_with_commas_is_escaped_for_helm(versions):
-    commands = release_commands(settings(versions, "--storage-uri", "https://host/model?a=1,b=2"))
+    commands = release_commands(settings(versions, "--storage_uri", "https://host/model?a=1,b=2"))
     assert r"canary.storageUri=https://host/model?a=1\,b=2" in commands.canary
 
 
-# ----------------------------------------------------------------------- printed by --dry-run --
+# ----------------------------------------------------------------------- printed by --dry_run --
 
 
 def test_dry_run_prints_canary_then_promote_when_the_canary_holds(versions):
@@ -130,7 +130,7 @@ def test_dry_run_prints_canary_then_rollback_when_the_canary_fails(versions):
 
 def test_a_refused_version_prints_no_command(versions):
     out = io.StringIO()
-    same_version = settings(versions, "--dry-run", "--model_dir", str(versions["stable"]))
+    same_version = settings(versions, "--dry_run", "--model_dir", str(versions["stable"]))
     assert run(same_version, out, prometheus=TablePrometheus(), sleep=lambda s: None) == 3
     assert printed_commands(out.getvalue()) == []
     assert "(nothing deployed) (exit 3)" in out.getvalue()
@@ -218,8 +218,8 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def test_help_lists_the_issue_s_flags_and_the_exit_codes():
     result = cli("--help")
     assert result.returncode == 0
-    flags = "--allow-schema-change --max-regression --duration --interval --max-error-rate --max-latency-ratio"
-    for flag in [*flags.split(), "--dry-run", "--stable-model-dir", "--storage-uri", "--prometheus-url"]:
+    flags = "--allow_schema_change --max_regression --duration --interval --max_error_rate --max_latency_ratio"
+    for flag in [*flags.split(), "--dry_run", "--stable_model_dir", "--storage_uri", "--prometheus_url"]:
         assert flag in result.stdout
     assert "--model_repository" not in result.stdout and "--version_policy" not in result.stdout
     assert "3 refused by validation" in " ".join(result.stdout.split())
@@ -228,28 +228,28 @@ def test_help_lists_the_issue_s_flags_and_the_exit_codes():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "missing --model_dir, --stable-model-dir, --storage-uri, --prometheus-url (or --validate-only)"),
-        (["--validate-only", "--model_dir", "a"], "missing --stable-model-dir"),
-        (["--traffic-percent", "100"], "--traffic-percent must be 1-99, got 100"),
+        ([], "missing --model_dir, --stable_model_dir, --storage_uri, --prometheus_url (or --validate_only)"),
+        (["--validate_only", "--model_dir", "a"], "missing --stable_model_dir"),
+        (["--traffic_percent", "100"], "--traffic_percent must be 1-99, got 100"),
         (["--duration", "10", "--interval", "20"], "--interval (20 s) must not exceed --duration (10 s)"),
-        (["--max-latency-ratio", "0.5"], "--max-latency-ratio must be at least 1, got 0.5"),
+        (["--max_latency_ratio", "0.5"], "--max_latency_ratio must be at least 1, got 0.5"),
     ],
 )
 def test_a_flag_that_cannot_be_used_exits_2_naming_it(args, message, capsys):
-    full = ["--model_dir", "a", "--stable-model-dir", "b", "--storage-uri", "s3://x", "--prometheus-url", "http://p"]
+    full = ["--model_dir", "a", "--stable_model_dir", "b", "--storage_uri", "s3://x", "--prometheus_url", "http://p"]
     with pytest.raises(SystemExit) as exited:
-        RolloutSettings.from_args(args if not args or args[0] == "--validate-only" else [*full, *args], environ={})
+        RolloutSettings.from_args(args if not args or args[0] == "--validate_only" else [*full, *args], environ={})
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
 
 
 def test_switches_take_no_value_or_one_and_every_flag_is_a_variable(versions):
     environ = {"MODEL_SERVER_STABLE_MODEL_DIR": "/models/stable", "MODEL_SERVER_MAX_REGRESSION": "0.05"}
-    parsed = RolloutSettings.from_args(["--validate-only", "--model_dir", "/m", "--dry-run", "false"], environ=environ)
+    parsed = RolloutSettings.from_args(["--validate_only", "--model_dir", "/m", "--dry_run", "false"], environ=environ)
     assert (parsed.validate_only, parsed.dry_run) == (True, False)
     assert (parsed.stable_model_dir, parsed.max_regression) == ("/models/stable", 0.05)
     switch = RolloutSettings.from_args(
-        ["--allow-schema-change", "--validate-only", "--model_dir", "/m"], environ=environ
+        ["--allow_schema_change", "--validate_only", "--model_dir", "/m"], environ=environ
     )
     assert switch.allow_schema_change
 
@@ -291,7 +291,7 @@ def render(*value_groups: list[str]) -> dict:
 
 @pytest.mark.parametrize("mode", ["Standard", "Knative"])
 def test_the_commands_render_canary_promotion_and_rollback_in_both_modes(versions, mode, schema_validator):
-    commands = release_commands(settings(versions, "--traffic-percent", "20"))
+    commands = release_commands(settings(versions, "--traffic_percent", "20"))
     base = BASE_VALUES[mode]
     canary = render(base, values_of(commands.canary))
     promoted = render(base, values_of(commands.canary), values_of(commands.promote))

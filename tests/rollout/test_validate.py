@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from model_server.rollout.options import RolloutSettings
 from model_server.rollout.report import Report
+from model_server.rollout.settings import RolloutSettings
 from model_server.rollout.validate import validate
 
 from .models import FEATURES, OUTLIER, dataset, fitted, write_holdout, write_model, write_versions
@@ -33,7 +33,7 @@ def holdout(root):
 
 
 def checks(new, stable, *args: str) -> dict[str, tuple[str, str, dict]]:
-    argv = ["--validate-only", "--model_dir", str(new), "--stable-model-dir", str(stable), *args]
+    argv = ["--validate_only", "--model_dir", str(new), "--stable_model_dir", str(stable), *args]
     result = validate(RolloutSettings.from_args(argv, environ={}), Report(io.StringIO()))
     return {c.name: (c.status, c.detail, c.figures) for c in result.checks}
 
@@ -70,8 +70,8 @@ def test_a_changed_schema_is_refused_or_with_the_flag_reported(versions, root):
     status, detail, figures = checks(wider, versions["stable"])["schema"]
     assert status == "FAIL"
     assert figures["differences"] == ["input 'f2' removed", "input 'f3' removed", "input 'g2' added"]
-    assert detail.endswith("clients of the stable version would break (--allow-schema-change to deploy anyway)")
-    assert checks(wider, versions["stable"], "--allow-schema-change")["schema"][0] == "WARN"
+    assert detail.endswith("clients of the stable version would break (--allow_schema_change to deploy anyway)")
+    assert checks(wider, versions["stable"], "--allow_schema_change")["schema"][0] == "WARN"
 
 
 def test_an_output_that_changed_type_is_a_schema_change(versions, root):
@@ -116,8 +116,8 @@ def test_a_worse_version_is_refused_with_both_scores(versions, root, holdout):
     status, detail, figures = checks(worse, versions["stable"], "--holdout", str(holdout))["holdout"]
     assert status == "FAIL"
     assert figures["stable"] - figures["new"] == pytest.approx(figures["worse_by"]) and figures["worse_by"] > 0.05
-    assert f"(worse by {figures['worse_by']:.4f}; --max-regression 0.01)" in detail
-    allowed = checks(worse, versions["stable"], "--holdout", str(holdout), "--max-regression", "0.5")["holdout"]
+    assert f"(worse by {figures['worse_by']:.4f}; --max_regression 0.01)" in detail
+    allowed = checks(worse, versions["stable"], "--holdout", str(holdout), "--max_regression", "0.5")["holdout"]
     assert allowed[0] == "PASS"
 
 
@@ -160,7 +160,7 @@ def test_a_holdout_that_does_not_fit_names_what_is_wrong(versions, root, holdout
     no_label = root / "no-label.csv"
     no_label.write_text("f0,f1,f2,f3\n1,2,3,4\n")
     assert (
-        "no label column 'label' (--label-column)"
+        "no label column 'label' (--label_column)"
         in checks(versions["good"], versions["stable"], "--holdout", str(no_label))["holdout"][1]
     )
     missing = root / "missing.csv"

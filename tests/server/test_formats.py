@@ -15,7 +15,7 @@ import skops.io
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from model_server.artifact import write_metadata
+from model_server.core.artifact import write_metadata
 from tests.support import malicious
 from tests.support.estimators import FailsOnNegative
 from tests.support.model_formats import mixed_frame, train_mixed, write_mlflow_shim

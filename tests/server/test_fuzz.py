@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
-from model_server.codec import GRPC_CONTENTS_FIELD, NUMPY_DTYPES
-from model_server.inference import Models, ServedModel
-from model_server.predictor import Predictor
-from model_server.rest import DataPlaneRoutes
+from model_server.core.codec import NUMPY_DTYPES
+from model_server.core.dataplane import DataPlane, FixedRegistry, ServedModel
+from model_server.core.predictor import Predictor
+from model_server.http.routes import DataPlaneRoutes
+from model_server.kserve.grpc import GRPC_CONTENTS_FIELD
 
 DATATYPES = [*NUMPY_DTYPES, "FP99", "int32", ""]
 NUMBERS = st.one_of(
@@ -66,8 +67,8 @@ class Downstream:
 
 @pytest.fixture(scope="module")
 def routes(demo_model_dir):
-    registry = Models(iris=ServedModel("iris", Predictor.load(demo_model_dir)))
-    return DataPlaneRoutes(Downstream(), registry, max_body_bytes=1 << 20)
+    registry = FixedRegistry(iris=ServedModel("iris", Predictor.load(demo_model_dir)))
+    return DataPlaneRoutes(Downstream(), DataPlane(registry), max_body_bytes=1 << 20)
 
 
 async def post(routes, path: str, body: bytes, headers=None) -> httpx.Response:

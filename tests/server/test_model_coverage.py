@@ -24,8 +24,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 
-from model_server import engines
-from model_server.artifact import write_metadata
+from model_server.core import engines
+from model_server.core.artifact import write_metadata
 from tests.support.clients import PROTOCOLS, infer
 from tests.support.metrics import scrape, total
 from tests.support.servers import start_server

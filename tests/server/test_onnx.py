@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from model_server.predictor import Predictor
+from model_server.core.predictor import Predictor
 from tests.support.servers import free_port, start_server, wait_until_ready
 from tests.support.tools import REPO
 

@@ -14,8 +14,8 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
+from model_server.core.repository import write_complete_file
 from model_server.demo import publish_version, write_demo_model
-from model_server.repository import write_complete_file
 from tests.support.metrics import scrape, total
 from tests.support.servers import start_server
 

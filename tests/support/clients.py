@@ -14,7 +14,7 @@ import tritonclient.http as tritonhttp  # the http client has no protobufs: it c
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
-from model_server.codec import NUMPY_DTYPES, tensor_to_bytes
+from model_server.core.codec import NUMPY_DTYPES, tensor_to_bytes
 
 PROTOCOLS = ("v1", "v2-json", "v2-binary", "grpc")
 V1_KEYS = {"predict": "predictions", "predict_proba": "probabilities", "label": "labels"}

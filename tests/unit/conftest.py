@@ -2,7 +2,7 @@
 
 import pytest
 
-from model_server.predictor import Predictor
+from model_server.core.predictor import Predictor
 
 
 @pytest.fixture(scope="session")

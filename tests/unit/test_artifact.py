@@ -6,8 +6,8 @@ import joblib
 import pytest
 from sklearn.linear_model import LinearRegression
 
-from model_server.artifact import ModelArtifact, file_sha256, write_metadata
-from model_server.errors import ArtifactError
+from model_server.core.artifact import ModelArtifact, file_sha256, write_metadata
+from model_server.core.errors import ArtifactError
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ import yaml
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from model_server.artifact import ModelArtifact, file_sha256, locate, write_metadata
-from model_server.codec import decode_v1
-from model_server.errors import ArtifactError
-from model_server.predictor import Predictor
-from model_server.repository import is_versions_directory
+from model_server.core.artifact import ModelArtifact, file_sha256, locate, write_metadata
+from model_server.core.codec import decode_v1
+from model_server.core.errors import ArtifactError
+from model_server.core.predictor import Predictor
+from model_server.core.repository import is_versions_directory
 from tests.support import malicious
 from tests.support.estimators import FailsOnNegative
 from tests.support.model_formats import mixed_frame, train_mixed
@@ -179,7 +179,7 @@ def test_unpinned_pickle_loads_with_one_warning_saying_how_to_pin_it(tmp_path, c
     [record] = caplog.records
     message = record.getMessage()
     assert record.levelname == "WARNING" and UNPINNED in message and "\n" not in message
-    assert "model_server.artifact.write_metadata" in message and "python -m model_server.demo" in message
+    assert "model_server.core.artifact.write_metadata" in message and "python -m model_server.demo" in message
     assert "--require_sha256" in message
     caplog.clear()
     write_metadata(model_dir)

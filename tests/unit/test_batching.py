@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from model_server.batching import MicroBatcher
+from model_server.core.batching import MicroBatcher
 
 
 class RecordingEstimator:

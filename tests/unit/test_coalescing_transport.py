@@ -2,7 +2,7 @@
 
 import asyncio
 
-from model_server.http_protocol import _CoalescingTransport
+from model_server.http.protocol import _CoalescingTransport
 
 
 class RecordingTransport:

@@ -8,20 +8,19 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
-from model_server.codec import (
+from model_server.core.codec import (
     INFERENCE_HEADER_LENGTH,
     NUMPY_DTYPES,
     InferenceResponse,
     Output,
     V2Request,
-    decode_v2_grpc,
     decode_v2_rest,
     encode_v2_rest,
     tensor_from_json,
     tensor_to_bytes,
 )
-from model_server.errors import InvalidInput
-from model_server.grpc_server import encode_v2_grpc
+from model_server.core.errors import InvalidInput
+from model_server.kserve.grpc import decode_v2_grpc, encode_v2_grpc
 
 NUMERIC = [d for d in NUMPY_DTYPES if d != "BYTES"]
 

@@ -10,10 +10,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from model_server.errors import ArtifactError, InvalidInput
-from model_server.fitted import column_values, string_columns, takes_documents
-from model_server.metadata import Feature
-from model_server.schema import DECLARE_HINT, InputSchema
+from model_server.core.errors import ArtifactError, InvalidInput
+from model_server.core.estimator_inputs import column_values, string_columns, takes_documents
+from model_server.core.metadata import Feature
+from model_server.core.schema import DECLARE_HINT, InputSchema
 
 DOCS = ["goal match", "python cloud", "pasta sauce", "team score"]
 LABELS = ["sports", "tech", "food", "sports"]

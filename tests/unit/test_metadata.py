@@ -2,8 +2,8 @@
 
 import pytest
 
-from model_server.errors import ArtifactError
-from model_server.metadata import Feature, ModelMetadata, parse_metadata, read_metadata
+from model_server.core.errors import ArtifactError
+from model_server.core.metadata import Feature, ModelMetadata, parse_metadata, read_metadata
 
 
 def test_full_metadata():

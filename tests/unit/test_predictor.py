@@ -8,10 +8,10 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LinearRegression
 
-from model_server.artifact import ModelArtifact, write_metadata
-from model_server.codec import LABEL, PREDICT, PROBA, Tensor, V1Request, V2Request
-from model_server.errors import ArtifactError, InvalidInput
-from model_server.predictor import Predictor
+from model_server.core.artifact import ModelArtifact, write_metadata
+from model_server.core.codec import LABEL, PREDICT, PROBA, Tensor, V1Request, V2Request
+from model_server.core.errors import ArtifactError, InvalidInput
+from model_server.core.predictor import Predictor
 
 X, _ = load_iris(return_X_y=True)
 

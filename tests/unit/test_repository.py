@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from model_server.demo import write_demo_model
-from model_server.errors import ArtifactError, ModelNotFound, SettingsError
-from model_server.predictor import Predictor
-from model_server.repository import (
+from model_server.core.errors import ArtifactError, ModelNotFound, SettingsError
+from model_server.core.predictor import Predictor
+from model_server.core.repository import (
     COMPLETE_FILE,
     LOADING_SWITCH_SECONDS,
     ModelRepository,
     VersionPolicy,
     write_complete_file,
 )
+from model_server.demo import write_demo_model
 
 
 def load_predictor(path: Path, name: str, version: str | None) -> Predictor:
@@ -166,7 +166,7 @@ def test_a_retired_version_finishes_what_it_was_given(tmp_path, demo_v1_v2):
     repository.add("iris", root)
     repository.load_now("iris")
     old = repository.get_model("iris").predictor
-    from model_server.codec import PREDICT, V1Request
+    from model_server.core.codec import PREDICT, V1Request
 
     async def scenario():
         old.in_flight += 1  # a request on it, as the seam leaves one between read and predict

@@ -7,12 +7,12 @@ import numpy as np
 import orjson
 import pytest
 
-from model_server.codec import INFERENCE_HEADER_LENGTH
-from model_server.inference import Models, ServedModel
-from model_server.management import ManagementAccess
-from model_server.predictor import Predictor
-from model_server.repository import ModelRepository
-from model_server.rest import DataPlaneRoutes
+from model_server.core.access import ManagementAccess
+from model_server.core.codec import INFERENCE_HEADER_LENGTH
+from model_server.core.dataplane import DataPlane, FixedRegistry, ServedModel
+from model_server.core.repository import ModelRepository
+from model_server.core.settings import ModelSettings
+from model_server.http.routes import DataPlaneRoutes
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 V2_INPUT = {"name": "x", "datatype": "FP64", "shape": [2, 4], "data": ROWS}
@@ -33,7 +33,8 @@ class Downstream:
 
 @pytest.fixture
 def routes(iris_predictor):
-    return DataPlaneRoutes(Downstream(), Models(iris=ServedModel("iris", iris_predictor)), max_body_bytes=4096)
+    dataplane = DataPlane(FixedRegistry(iris=ServedModel("iris", iris_predictor)))
+    return DataPlaneRoutes(Downstream(), dataplane, max_body_bytes=4096)
 
 
 def send(routes, method, path, **kwargs) -> httpx.Response:
@@ -127,7 +128,7 @@ def test_metadata_for_every_served_version(routes, path):
 
 
 def test_draining_turns_readiness_off_but_keeps_serving(routes):
-    routes.state.draining = True
+    routes.dataplane.state.draining = True
     assert send(routes, "GET", "/v2/health/ready").status_code == 503
     assert send(routes, "GET", "/v2/models/iris/ready").status_code == 503
     assert send(routes, "POST", "/v1/models/iris:predict", json={"instances": ROWS}).status_code == 200
@@ -140,10 +141,10 @@ def test_repository_api_is_off_by_default(routes):
 
 
 def test_repository_api_with_a_token(demo_model_dir):
-    repository = ModelRepository(lambda path, name, version: Predictor.load(path, model_name=name, version=version))
+    repository = ModelRepository(ModelSettings().load_predictor)
     repository.add("iris", demo_model_dir)
     repository.load_now("iris")
-    routes = DataPlaneRoutes(Downstream(), repository, 4096, management=ManagementAccess(True, "s3cret"))
+    routes = DataPlaneRoutes(Downstream(), DataPlane(repository, access=ManagementAccess(True, "s3cret")), 4096)
     path = "/v2/repository/models/iris/load"
     assert send(routes, "POST", path).status_code == 401
     assert send(routes, "POST", path, headers={"authorization": "Bearer wrong"}).status_code == 401

@@ -6,10 +6,10 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
-from model_server.codec import Tensor
-from model_server.errors import ArtifactError, InvalidInput
-from model_server.metadata import Feature
-from model_server.schema import InputSchema
+from model_server.core.codec import Tensor
+from model_server.core.errors import ArtifactError, InvalidInput
+from model_server.core.metadata import Feature
+from model_server.core.schema import InputSchema
 
 NAMES = ["a", "b", "c"]
 

@@ -7,8 +7,10 @@ import sys
 
 import pytest
 
-from model_server.__main__ import parse_settings
-from model_server.settings import ModelSettings, ServerSettings, env_name
+from model_server.core.settings import ModelSettings, env_name, flag_of, is_boolean
+from model_server.kserve.__main__ import parse_settings
+from model_server.kserve.settings import ServerSettings
+from model_server.rollout.settings import RolloutSettings
 from tests.support.tools import REPO
 
 # A valid value, different from the default, for every setting (as a string, as an env var holds it).
@@ -126,6 +128,50 @@ def test_repository_api_is_on_by_default_only_for_a_repository():
     ).repository_api_enabled
 
 
+SETTINGS_CLASSES = [
+    "model_server.kserve.settings:ServerSettings",
+    "model_server.edge.settings:EdgeSettings",
+    "model_server.stream.settings:StreamSettings",
+    "model_server.batch.settings:BatchSettings",
+    "model_server.rollout.settings:RolloutSettings",
+]
+
+
+def settings_class(where: str):
+    module_name, class_name = where.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+@pytest.mark.parametrize("where", SETTINGS_CLASSES)
+def test_every_boolean_takes_the_bare_flag_and_a_value(where):
+    cls = settings_class(where)
+    required = {
+        "model_server.stream.settings": ["--input_topic", "in", "--output_topic", "out"],
+        "model_server.batch.settings": ["--input", "i", "--output", "o"],
+        "model_server.rollout.settings": ["--model_dir", "/m", "--stable_model_dir", "/s", "--validate_only"],
+    }.get(where.split(":")[0], [])
+    booleans = [f for f in dataclasses.fields(cls) if is_boolean(f.metadata["cast"])]
+    assert booleans
+    for field in booleans:
+        flag = flag_of(field)
+        assert getattr(cls.from_args([*required, flag], environ={}), field.name) is True, flag
+        if flag not in required:
+            assert getattr(cls.from_args([*required, flag, "false"], environ={}), field.name) is False, flag
+
+
+def test_every_flag_is_spelt_with_underscores_and_the_rollouts_old_dashes_still_work(capsys):
+    for where in SETTINGS_CLASSES:
+        for field in dataclasses.fields(settings_class(where)):
+            assert flag_of(field) in (f"--{field.name}", "--event-loop", "--timeout-keep-alive"), where
+    old = RolloutSettings.from_args(
+        ["--model_dir", "/m", "--stable-model-dir", "/s", "--validate-only", "--max-regression", "0.5"], environ={}
+    )
+    assert (old.stable_model_dir, old.validate_only, old.max_regression) == ("/s", True, 0.5)
+    RolloutSettings.build_parser("rollout", "").print_help()
+    help_text = capsys.readouterr().out
+    assert "--stable_model_dir" in help_text and "--stable-model-dir" not in help_text
+
+
 def test_settings_are_frozen():
     settings = ModelSettings.from_args([], environ={})
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -147,23 +193,13 @@ def test_help_lists_every_setting_with_its_variable():
     assert "--predictor_host" not in text  # accepted for KServe's sake, meaningless here
 
 
-@pytest.mark.parametrize(
-    "where",
-    [
-        "model_server.settings:ServerSettings",
-        "model_server.edge:EdgeSettings",
-        "model_server.stream.settings:StreamSettings",
-        "model_server.batch.config:BatchSettings",
-        "model_server.rollout.options:RolloutSettings",
-    ],
-)
+@pytest.mark.parametrize("where", SETTINGS_CLASSES)
 def test_every_front_end_s_help_renders_each_flag_with_its_variable(where):
     """argparse formats help texts with %: a stray one prints the flag's internals instead of its help."""
-    module_name, class_name = where.split(":")
-    module = importlib.import_module(module_name)
-    settings_class = getattr(module, class_name)
-    text = " ".join(settings_class.build_parser("prog", "description").format_help().split())
+    cls = settings_class(where)
+    text = " ".join(cls.build_parser("prog", "description").format_help().split())
     assert "option_strings" not in text
-    for field in dataclasses.fields(settings_class):
-        if field.name not in getattr(module, "UNUSED", ()):  # the rollout hides what it has no use for
+    unused = getattr(importlib.import_module(where.split(":")[0]), "UNUSED", ())
+    for field in dataclasses.fields(cls):
+        if field.name not in unused:  # the rollout hides what it has no use for
             assert env_name(field.name) in text, field.name

@@ -6,8 +6,8 @@ import numpy as np
 import orjson
 import pytest
 
-from model_server.codec import InferenceResponse, Output, V1Request, V2Request
-from model_server.errors import InvalidInput
+from model_server.core.codec import InferenceResponse, Output, V1Request, V2Request
+from model_server.core.errors import InvalidInput
 from model_server.stream.messages import decode, error_headers, response_record
 
 Record = namedtuple("Record", "topic partition offset key value headers")

@@ -1,0 +1,241 @@
+"""HTTP transport of the data plane, as plain ASGI in front of any other app.
+
+Answered here, through the core's ``DataPlane`` (every route in one table, ``DataPlaneRoutes.routes``):
+
+- ``POST /v1/models/{name}:predict``, ``POST /v2/models/{name}[/versions/{v}]/infer``: inference,
+  through ``DataPlane.infer``; CloudEvents (binary or structured mode) on both, answered
+  as CloudEvents (``core/codec/cloudevent.py``; KServe's own routes answer them on V1 predict only);
+- ``GET /v2/health/live``, ``/v2/health/ready``, ``/v2/models/{name}[/versions/{v}][/ready]``
+  (also ``?model_version=``), ``/v1/models/{name}``: health, readiness and metadata, for every
+  served version (KServe's own routes answer 501 whenever a version is named);
+- ``POST /v2/repository/index``, ``/v2/repository/models/{name}/load`` and ``/unload``: the
+  repository API (``core/repository.py``), only when enabled, with its token (``core/access.py``); 404
+  for a model that does not exist (KServe answers 503).
+
+Every other request passes through to the app behind (KServe's FastAPI app in the server)
+unchanged, its body limited the same way. Nothing here imports KServe, so a front end without it
+serves the same routes.
+
+Why not KServe's routes: they run each request through FastAPI dependency injection and pydantic
+(the larger part of their per-request cost), answer a JSON body sent as a form (``curl -d``) with
+500, reject ``tritonclient`` JSON requests, and have no request size limit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from urllib.parse import parse_qs
+
+import orjson
+
+from ..core.body_decoder import BodyDecoder
+from ..core.codec import INFERENCE_HEADER_LENGTH, cloudevent, encode_v1, encode_v2_rest
+from ..core.dataplane import DataPlane
+from ..core.errors import INTERNAL, ModelNotReady, RequestTooLarge, describe, status_of
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+# JSON bodies past this size are decoded in a helper process (core/body_decoder.py; docs/architecture.md).
+OFFLOAD_BYTES = 256 * 1024
+
+
+class DataPlaneRoutes:
+    def __init__(self, app, dataplane: DataPlane, max_body_bytes: int):
+        self.app = app
+        self.dataplane = dataplane
+        self.max_body_bytes = max_body_bytes
+        self.decoder = BodyDecoder(OFFLOAD_BYTES)
+        # (method, path pattern, handler), the first match answering; any other request goes to ``app``.
+        table = [
+            ("POST", r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer", self._infer_v2),
+            ("POST", r"/v1/models/(?P<name>.+):predict", self._infer_v1),
+            ("GET", r"/v2/health/live", self._live),
+            ("GET", r"/v2/health/ready", self._ready),
+            ("GET", r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?", self._model_metadata),
+            ("GET", r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/ready", self._model_ready),
+            ("GET", r"/v1/models/(?P<name>[^/:]+)", self._model_ready),
+            ("POST", r"/v2/repository/index", self._repository_index),
+            ("POST", r"/v2/repository/models/(?P<name>[^/]+)/(?P<action>load|unload)", self._repository_action),
+            ("POST", r"/v2/repository/.*", self._repository_unknown),
+        ]
+        self.routes: dict[str, list] = {}
+        for method, pattern, handler in table:
+            self.routes.setdefault(method, []).append((re.compile(pattern), handler))
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        route = self._route(scope["method"], scope["path"])
+        if route is None:
+            return await self._pass_on(scope, receive, send)
+        handler, match = route
+        try:
+            status, body, headers = await handler(match, scope, receive)
+        except Exception as exc:
+            status, body, headers = status_of(exc).http, _error(describe(exc)), None
+        await _respond(send, status, body, headers)
+
+    def close(self) -> None:
+        self.decoder.close()
+
+    def _route(self, method: str, path: str):
+        for pattern, handler in self.routes.get(method, ()):
+            match = pattern.fullmatch(path)
+            if match is not None:
+                return handler, match
+        return None
+
+    async def _pass_on(self, scope, receive, send):
+        """The app behind answers; a request body it gets is limited as ours are."""
+        if scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        try:
+            body = await self._read_body(receive, _headers(scope))
+        except Exception as exc:
+            return await _respond(send, status_of(exc).http, _error(describe(exc)))
+        return await self.app(scope, _replay(body, receive), send)
+
+    # -- health, readiness, metadata ---------------------------------------------------------------
+
+    async def _live(self, match, scope, receive):
+        return _json(200, {"live": self.dataplane.live()})
+
+    async def _ready(self, match, scope, receive):
+        if self.dataplane.ready():
+            return _json(200, {"ready": True})
+        return _json(503, {"error": "the server is not ready (no model loaded, or shutting down)", "ready": False})
+
+    async def _model_metadata(self, match, scope, receive):
+        return _json(200, self.dataplane.model_metadata(match["name"], _version(match, scope)))
+
+    async def _model_ready(self, match, scope, receive):
+        name = match["name"]
+        if not self.dataplane.model_ready(name, _version(match, scope)):
+            raise ModelNotReady(f"Model with name {name} is not ready.")
+        return _json(200, {"name": name, "ready": True})
+
+    # -- inference ---------------------------------------------------------------------------------
+
+    async def _infer_v1(self, match, scope, receive):
+        return await self._infer("v1", match["name"], None, scope, receive)
+
+    async def _infer_v2(self, match, scope, receive):
+        return await self._infer("v2", match["name"], match["version"], scope, receive)
+
+    async def _infer(self, protocol: str, name: str, version: str | None, scope, receive):
+        headers = _headers(scope)
+        if cloudevent.is_http_event(headers):
+            read, encode = self._cloudevent_codec(protocol, name, receive, headers)
+        else:
+
+            async def read():
+                body = await self._read_body(receive, headers)
+                return await self.decoder.decode(protocol, body, headers.get(INFERENCE_HEADER_LENGTH))
+
+            encode = encode_v1 if protocol == "v1" else encode_v2_rest
+        try:
+            body, response_headers = await self.dataplane.infer(name, version, read, protocol=protocol, encode=encode)
+        except Exception as exc:
+            status = status_of(exc)
+            message = f"model {name} failed: {describe(exc)}" if status is INTERNAL else describe(exc)
+            return status.http, _error(message), None
+        return 200, body, response_headers
+
+    def _cloudevent_codec(self, protocol: str, name: str, receive, headers: dict):
+        """A CloudEvent whose data is the route's request; the reply is a CloudEvent in the same
+        mode (``cloudevent.reply``). KServe answers CloudEvents on V1 predict only."""
+        event = None
+
+        async def read():
+            nonlocal event
+            event = cloudevent.from_http(headers, await self._read_body(receive, headers))
+            header_length = None if event.structured else headers.get(INFERENCE_HEADER_LENGTH)
+            return await self.decoder.decode(protocol, event.data, header_length)
+
+        def encode(request, response):
+            if protocol == "v1":
+                data, _ = encode_v1(request, response)
+            else:  # event data is JSON: binary outputs are answered as JSON
+                data, _ = encode_v2_rest(replace(request, binary_outputs=set()), response)
+            return cloudevent.to_http(cloudevent.reply(event, name, data))
+
+        return read, encode
+
+    # -- the repository API ------------------------------------------------------------------------
+
+    async def _repository_index(self, match, scope, receive):
+        authorization = await self._repository_call(scope, receive)
+        return _json(200, self.dataplane.repository_index(authorization))
+
+    async def _repository_action(self, match, scope, receive):
+        authorization = await self._repository_call(scope, receive)
+        name, action = match["name"], match["action"]
+        await (self.dataplane.load if action == "load" else self.dataplane.unload)(name, authorization)
+        return _json(200, {"name": name, action: True})
+
+    async def _repository_unknown(self, match, scope, receive):
+        self.dataplane.access.check(await self._repository_call(scope, receive))
+        return 404, _error(f"no repository route {scope['path']}"), None
+
+    async def _repository_call(self, scope, receive) -> str | None:
+        """Read the body (Triton's load options: none apply here); the call's Authorization header."""
+        headers = _headers(scope)
+        await self._read_body(receive, headers)
+        return headers.get("authorization")
+
+    async def _read_body(self, receive, headers: dict) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise RequestTooLarge(f"request body exceeds {self.max_body_bytes} bytes")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise RequestTooLarge(f"request body exceeds {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _headers(scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _version(match, scope) -> str | None:
+    """The version a route names: in its path, else ``?model_version=``."""
+    return match.groupdict().get("version") or _query_version(scope.get("query_string", b""))
+
+
+def _json(status: int, document) -> tuple[int, bytes, None]:
+    return status, orjson.dumps(document), None
+
+
+def _query_version(query: bytes) -> str | None:
+    values = parse_qs(query.decode("latin-1")).get("model_version")
+    return values[0] if values else None
+
+
+def _replay(body: bytes, receive):
+    sent = False
+
+    async def replayed():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: wait for the disconnect as usual
+
+    return replayed
+
+
+def _error(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+async def _respond(send, status: int, body: bytes, headers: dict | None = None) -> None:
+    raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()] if headers else list(JSON_HEADERS)
+    raw_headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,74 @@
+"""``python -m model_server``: serve scikit-learn models over V1, V2 REST and V2 gRPC: one model
+directory, a versions directory, or a repository of models (``--model_repository``).
+
+Every setting is a flag and a ``MODEL_SERVER_*`` environment variable (``kserve/settings.py``); KServe's
+other flags (``--predictor_host``, ...) are accepted and ignored, as a ServingRuntime may pass them.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+import warnings
+
+if __name__ == "__main__":
+    # Startup allocates about a million objects that live as long as the process (KServe, scikit-learn,
+    # pandas, the model); the collector would walk them again and again while they load.
+    # SklearnModelServer freezes them and turns the collector on before serving.
+    gc.disable()
+    from .import_shim import skip_package_init
+
+    skip_package_init()  # no Kubernetes API client in the server process
+
+from kserve import logging as kserve_logging
+from kserve import model_server as kserve_model_server
+
+from ..core.errors import ModelServerError, status_of
+from .model import SklearnModelRepository
+from .server import SklearnModelServer
+from .settings import ServerSettings
+
+logger = logging.getLogger("model_server")
+
+DESCRIPTION = (
+    "Serve a scikit-learn model (model.joblib / model.pkl / model.pickle, model.skops, or an MLflow model "
+    "directory; optional metadata.json) over KServe's V1, V2 REST and V2 gRPC protocols."
+)
+
+
+def parse_settings(argv: list[str] | None = None) -> ServerSettings:
+    return ServerSettings.from_args(argv, description=DESCRIPTION, parents=[kserve_model_server.parser])
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = parse_settings(argv)
+    if settings.configure_logging:
+        _configure_logging(settings.log_config_file)
+    # KServe 0.21's own routes use FastAPI's deprecated ORJSONResponse; the warning on the first
+    # health check is for KServe's maintainers, and nothing a user of this server can act on.
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+    repository = SklearnModelRepository(settings)
+    for name in repository.discover():
+        try:
+            repository.load_now(name)
+        except ModelServerError as exc:
+            if repository.root is None:  # the one model this server is for
+                logger.error("cannot serve %s: %s", settings.model_dir, exc)
+                sys.exit(status_of(exc).exit_code)
+            logger.error("model %s not loaded: %s", name, exc)  # the others serve; the index says why
+    SklearnModelServer(settings, repository).start(list(repository.models.values()))
+
+
+def _configure_logging(log_config_file: str | None) -> None:
+    """KServe's log setup, done before the model loads so that loading is logged; our loggers
+    share KServe's handler, format and level (KSERVE_LOGLEVEL)."""
+    kserve_logging.configure_logging(log_config_file)
+    kserve_logger = logging.getLogger(kserve_logging.KSERVE_LOGGER_NAME)
+    logger.handlers = kserve_logger.handlers
+    logger.setLevel(kserve_logger.level)
+    logger.propagate = False
+
+
+if __name__ == "__main__":
+    main()

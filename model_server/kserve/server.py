@@ -1,0 +1,184 @@
+"""KServe's ModelServer with our fixes wired in: the data-plane routes, readiness, errors, drain.
+
+Shutdown (SIGTERM, or SIGINT) drains before it stops: readiness answers not-ready at once while
+the server keeps serving for ``--drain_seconds`` (Kubernetes endpoints, kube-proxy and ingresses
+take seconds to stop routing to a terminating pod; stock KServe closes its listener within
+0.1 s, so every request in that window is refused), every response meanwhile says
+``Connection: close``; then the listeners close, requests in flight get ``--grace_seconds`` to
+finish (gRPC clients get a GOAWAY), idle connections are closed, and the process exits 0. A
+second signal skips what is left of the drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+
+from fastapi.responses import JSONResponse
+from kserve import errors as kserve_errors
+from kserve.model_server import ModelServer
+from kserve.protocol.dataplane import DataPlane as KServeDataPlane
+
+from ..core import errors
+from ..core.access import ManagementAccess
+from ..core.dataplane import DataPlane
+from ..core.event_loop import use_event_loop
+from ..core.repository import ModelRepository
+from ..http.drain import Drain
+from ..http.protocol import ServerHttpProtocol
+from ..http.routes import DataPlaneRoutes
+from .grpc import SklearnGRPCServer
+from .settings import ServerSettings
+
+logger = logging.getLogger(__name__)
+
+# KServe's routes and RPCs raise KServe's own error types: answer them from our table too.
+for _theirs, _ours in (
+    (kserve_errors.InvalidInput, errors.InvalidInput),
+    (kserve_errors.ModelNotFound, errors.ModelNotFound),
+    (kserve_errors.ModelNotReady, errors.ModelNotReady),
+    (kserve_errors.ServerNotReady, errors.ModelNotReady),
+    (kserve_errors.ServerNotLive, errors.ModelNotReady),
+    (kserve_errors.UnsupportedProtocol, NotImplementedError),
+):
+    errors.alias(_theirs, _ours)
+
+
+class ReadinessAwareDataPlane(KServeDataPlane):
+    """KServe's data plane, for the routes and RPCs that remain KServe's (gRPC ServerReady, ...):
+    readiness and metadata from ours, which knows about draining and versions. (Stock KServe
+    reports the server ready even with no model loaded.)"""
+
+    def __init__(self, ours: DataPlane):
+        super().__init__(model_registry=ours.registry)
+        self.ours = ours
+
+    async def ready(self) -> bool:
+        return self.ours.ready()
+
+    async def model_ready(self, model_name: str, disable_predictor_health_check: bool = False) -> bool:
+        return self.ours.model_ready(model_name)
+
+    async def model_metadata(self, model_name: str) -> dict:
+        return self.ours.model_metadata(model_name)
+
+
+class SklearnModelServer(ModelServer):
+    def __init__(self, settings: ServerSettings, repository: ModelRepository):
+        # KServe's start() would build its own gRPC server; ours is added in start() instead.
+        super().__init__(
+            http_port=settings.http_port,
+            grpc_port=settings.grpc_port,
+            workers=settings.workers,
+            max_threads=settings.max_threads,
+            max_asyncio_workers=settings.max_asyncio_workers,
+            enable_grpc=False,
+            enable_docs_url=settings.enable_docs_url,
+            enable_latency_logging=settings.enable_latency_logging,
+            access_log_format=settings.access_log_format,
+            event_loop=settings.event_loop,
+            timeout_keep_alive=settings.timeout_keep_alive,
+            ssl_certfile=settings.ssl_certfile,
+            ssl_keyfile=settings.ssl_keyfile,
+            grace_period=settings.grace_seconds,
+            registered_models=repository,
+        )
+        self.settings = settings
+        self.repository = repository
+        access = ManagementAccess(settings.repository_api_enabled, settings.bearer_token)
+        self.ours = DataPlane(repository, access=access)  # every transport's; KServe's wraps it
+        self._watch: asyncio.Task | None = None
+        if not settings.access_log:
+            # KServe's logging setup (in super().__init__) gives uvicorn.access a handler. Uvicorn
+            # decides per connection with hasHandlers(), and formats the line's arguments (client
+            # address, quoted path) before the logger's level could discard it: no handler at all.
+            access = logging.getLogger("uvicorn.access")
+            access.handlers, access.propagate = [], False
+        self.dataplane = ReadinessAwareDataPlane(self.ours)
+
+    def start(self, models) -> None:
+        if self.settings.enable_grpc:
+            # Set as _grpc_server so that KServe's stop() shuts it down on SIGTERM.
+            self._grpc_server = SklearnGRPCServer(
+                self.grpc_port,
+                self.dataplane,
+                self.model_repository_extension,
+                kwargs=vars(self.settings),
+                grace_period=self.grace_period,
+                ours=self.ours,
+            )
+            self.servers.append(self._grpc_server.start(self.max_threads))
+        use_event_loop(self.event_loop)
+        asyncio.set_event_loop(asyncio.new_event_loop())  # KServe's setup_event_loop() expects one
+        super().start(models)
+
+    def register_signal_handler(self) -> None:
+        """KServe's handlers would stop the servers at once: ours drain first (installed on the
+        event loop in _serve)."""
+
+    async def _serve(self) -> None:
+        # The inference routes go outermost, in front of everything uvicorn would run for a
+        # request: its proxy-headers middleware (which only rewrites the client address: the
+        # access log, when on, shows the proxy's for these routes), FastAPI's per-request
+        # telemetry check, Starlette and KServe's timing middleware (which logs two lines per
+        # request). Uvicorn builds that chain in config.load(), done here, just before the servers
+        # start, instead of inside serve(). Every other route still takes the whole chain.
+        # Connections are handled by uvicorn's httptools protocol with coalesced writes.
+        settings = self.settings
+        rest = self._rest_server
+        if rest is not None:
+            config = rest.config
+            config.http = ServerHttpProtocol.configured(
+                settings.max_header_bytes, settings.header_timeout_seconds, self.ours.state
+            )
+            config.load()
+            config.loaded_app = DataPlaneRoutes(config.loaded_app, self.ours, settings.max_request_bytes)
+            _answer_errors_from_our_table(rest)
+            # Uvicorn would begin its shutdown at the first SIGTERM, closing the listener at once.
+            rest._server.capture_signals = contextlib.nullcontext
+        loop = asyncio.get_running_loop()
+        Drain(self.ours.state, settings.drain_seconds, self._stop_servers).install(loop)
+        if settings.watch:
+            self._watch = loop.create_task(self.repository.watch(settings.watch_interval_seconds))
+        # Everything loaded so far (KServe, scikit-learn, pandas, the model) lives as long as the
+        # process. Left in the collector's oldest generation, every full collection walks all of
+        # it: long pauses, every few seconds under load. Frozen, full collections scan only what
+        # requests allocate. (__main__ keeps the collector off until here.)
+        gc.freeze()
+        gc.enable()
+        await super()._serve()
+
+    async def _stop_servers(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        logger.info("stopping: listeners closed, requests in flight have %gs to finish", self.settings.grace_seconds)
+        if self._rest_server is not None:
+            self._rest_server._server.should_exit = True  # uvicorn's own graceful shutdown
+            self._rest_server.config.loaded_app.close()
+        if self._grpc_server is not None:
+            await self._grpc_server.stop()  # GOAWAY, then up to the grace period for calls in flight
+
+
+def _answer_errors_from_our_table(rest) -> None:
+    """KServe's FastAPI app answers its own error types with its own handlers (which log a
+    traceback for every client mistake) and anything else with 500. Once KServe has built the app
+    (in RESTServer.start), ours take over for every type in errors.STATUS."""
+    create_application = rest.create_application
+
+    def create_and_map_errors():
+        create_application()
+        from kserve.model_server import app
+
+        for error_type in errors.STATUS:
+            app.add_exception_handler(error_type, _error_response)
+
+    rest.create_application = create_and_map_errors
+
+
+async def _error_response(request, exc: Exception) -> JSONResponse:
+    status = errors.status_of(exc)
+    if status is errors.INTERNAL:
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(status_code=status.http, content={"error": errors.describe(exc)})
