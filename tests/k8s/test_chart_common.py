@@ -1,4 +1,5 @@
-"""The one entry point (model-server.validateValues) of the checks values.schema.json cannot express."""
+"""The chart's cross-cutting values: containerPorts, and the one entry point
+(model-server.validateValues) of the checks values.schema.json cannot express."""
 
 from __future__ import annotations
 
@@ -6,7 +7,98 @@ import re
 
 import pytest
 
-from .rendering import CHART, helm_template_error
+from model_server.stream.settings import StreamSettings
+
+from .kserve_rules import violations
+from .rendering import CHART, helm_template, helm_template_error, one, run
+from .test_chart import KNATIVE
+
+PORTS = ["--set", "containerPorts.http=9000", "--set", "containerPorts.grpc=9001"]
+STREAM = [
+    "--set",
+    "stream.enabled=true",
+    "--set",
+    "stream.bootstrapServers=kafka:9092",
+    "--set",
+    "stream.inputTopic=in",
+    "--set",
+    "stream.outputTopic=out",
+]
+BATCH = ["--set", "batch.enabled=true", "--set", "batch.input=s3://in/", "--set", "batch.output=s3://out/"]
+EVERYTHING = [
+    *STREAM,
+    *BATCH,
+    "--set",
+    "monitoring.serviceMonitor.force=true",
+    "--set",
+    "networkPolicy.enabled=true",
+]
+
+
+def server_containers(objects: list[dict]) -> list[dict]:
+    """Every container that runs the model server: our runtime's, a custom predictor container."""
+    found = [c for o in objects if o["kind"] == "ServingRuntime" for c in o["spec"]["containers"]]
+    isvc = one(objects, "InferenceService")["spec"]
+    predictors = [isvc["predictor"]] + [c["predictor"] for c in isvc.get("canary", [])]
+    return found + [c for p in predictors for c in p.get("containers", [])]
+
+
+# containerPorts --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--set", "customContainer.enabled=true"], ["--set", "canary.enabled=true"], [*KNATIVE]],
+    ids=["runtime", "custom-container", "standard-canary", "knative"],
+)
+def test_container_ports_move_every_port_of_the_server(helm, schema_validator, extra):
+    objects = helm_template(helm, *PORTS, *extra)
+    assert [p for o in objects for p in schema_validator.validate(o)] == []
+    runtimes = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServingRuntime"}
+    assert violations(one(objects, "InferenceService"), runtimes) == []
+    knative = "deploymentMode=Knative" in extra
+    for container in server_containers(objects):
+        assert {"--http_port=9000", "--grpc_port=9001"} <= set(container["args"])
+        ports = [(p["name"], p["containerPort"]) for p in container["ports"]]
+        assert ports == ([("http1", 9000)] if knative else [("http1", 9000), ("h2c", 9001)])
+        assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 9000}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": 9000}
+    for runtime in runtimes.values():  # KServe's Prometheus scraping reads the port here
+        assert runtime["spec"]["annotations"]["prometheus.kserve.io/port"] == "9000"
+
+
+def test_knative_grpc_serves_on_the_grpc_container_port(helm):
+    objects = helm_template(helm, *PORTS, *KNATIVE, "--set", "model.protocolVersion=grpc-v2")
+    (container,) = server_containers(objects)
+    assert container["ports"] == [{"name": "h2c", "containerPort": 9001, "protocol": "TCP"}]
+    assert "--grpc_port=9001" in container["args"] and "readinessProbe" not in container
+
+
+def test_container_ports_move_the_stream_consumer_and_its_network_policy(helm, schema_validator):
+    objects = helm_template(helm, *PORTS, *STREAM, "--set", "networkPolicy.enabled=true")
+    assert [p for o in objects for p in schema_validator.validate(o)] == []
+    deployment = one(objects, "Deployment")
+    (consumer,) = deployment["spec"]["template"]["spec"]["containers"]
+    # The consumer's own parser reads the flag the chart renders.
+    assert StreamSettings.from_args(consumer["args"], environ={}).http_port == 9000
+    assert consumer["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
+    assert consumer["readinessProbe"]["httpGet"]["port"] == consumer["livenessProbe"]["httpGet"]["port"] == 9000
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9000"
+    policies = {o["metadata"]["name"]: o for o in objects if o["kind"] == "NetworkPolicy"}
+    assert policies["demo-model-server-stream"]["spec"]["ingress"][0]["ports"] == [{"port": 9000, "protocol": "TCP"}]
+
+
+def test_no_port_literal_is_left_in_a_rendering_on_other_ports(helm):
+    manifest = run([helm, "template", "demo", str(CHART), *PORTS, *EVERYTHING]).stdout
+    assert re.findall(r"\b808[01]\b", manifest) == []
+    assert {"9000", "9001"} <= set(re.findall(r"\b900[01]\b", manifest))
+
+
+def test_default_ports_stay_8080_and_8081(helm):
+    (container,) = server_containers(helm_template(helm))
+    assert {"--http_port=8080", "--grpc_port=8081"} <= set(container["args"])
+    assert [p["containerPort"] for p in container["ports"]] == [8080, 8081]
+
 
 # The one validation entry point ------------------------------------------------------------------
 
@@ -17,8 +109,12 @@ TEMPLATES = CHART / "templates"
     "values, message",
     [
         (["--set", "batch.enabled=true", "--set", "batch.input=s3://in/"], "batch.enabled needs batch.input and"),
+        (
+            ["--set", "containerPorts.grpc=8080"],
+            "containerPorts.http and containerPorts.grpc must differ (both are 8080)",
+        ),
     ],
-    ids=["batch-without-output"],
+    ids=["batch-without-output", "same-ports"],
 )
 def test_half_configured_values_are_refused_by_validate_values(helm, values, message):
     error = helm_template_error(helm, *values)
@@ -31,6 +127,8 @@ def test_validate_values_reports_every_problem_at_once(helm):
         "--set",
         "terminationGracePeriodSeconds=25",
         "--set",
+        "containerPorts.grpc=8080",
+        "--set",
         "batch.enabled=true",
         "--set",
         "autoscaling.minReplicas=3",
@@ -41,6 +139,7 @@ def test_validate_values_reports_every_problem_at_once(helm):
     assert [p.split(" ", 1)[0] for p in problems] == [
         "terminationGracePeriodSeconds",
         "autoscaling.maxReplicas",
+        "containerPorts.http",
         "batch.enabled",
     ]
 

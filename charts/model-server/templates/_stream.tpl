@@ -18,7 +18,7 @@ app.kubernetes.io/component: stream
 {{- $s := .Values.stream -}}
 - --model_name={{ include "model-server.isvcName" . }}
 - --model_dir=/mnt/models
-- --http_port=8080
+- --http_port={{ .Values.containerPorts.http }}
 - --bootstrap_servers={{ $s.bootstrapServers }}
 - --input_topic={{ $s.inputTopic }}
 - --output_topic={{ $s.outputTopic }}

@@ -14,6 +14,7 @@ once. A new check is one define here and one line in validateValues.
   "replicas"
   "canaryImplementation"
   "canaryReplicas"
+  "containerPorts"
   "streamPartitions"
   "eventingProtocol"
   "batchPaths" }}
@@ -61,6 +62,13 @@ a Standard-mode canary needs a model predictor: set customContainer.enabled=fals
 {{- $stable := max 1 (int .Values.autoscaling.minReplicas) -}}
 {{- if and .Values.canary.enabled (eq .Values.deploymentMode "Standard") (gt (int .Values.canary.replicas) $stable) -}}
 canary.replicas ({{ int .Values.canary.replicas }}) must not exceed the stable predictor's minReplicas ({{ $stable }}): KServe rejects it
+{{- end -}}
+{{- end }}
+
+{{- define "model-server.validateValues.containerPorts" -}}
+{{- $p := .Values.containerPorts -}}
+{{- if eq (int $p.http) (int $p.grpc) -}}
+containerPorts.http and containerPorts.grpc must differ (both are {{ int $p.http }}): the server opens one port for each
 {{- end -}}
 {{- end }}
 
