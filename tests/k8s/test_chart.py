@@ -524,6 +524,8 @@ def test_helm_test_pod_sends_a_v2_request_to_the_predictor(helm):
         (["--set", "containerPorts.grpc=65536"], "'/containerPorts/grpc': maximum: got 65,536, want 65,535"),
         (["--set", "containerPorts.http=http"], "'/containerPorts/http': got string, want integer"),
         (["--set", "containerPorts.metrics=9090"], "'/containerPorts': additional properties 'metrics' not allowed"),
+        (["--set", "commonLabels.team=-ml-"], "'/commonLabels/team': '-ml-' does not match pattern"),
+        (["--set", "commonAnnotations.replicas=3"], "'/commonAnnotations/replicas': got number, want string"),
         (["--set", "tolerations[0].operator=Exist"], "'/tolerations/0/operator': value must be one of"),
         (["--set", "tolerations[0].operator=Exists,tolerations[0].value=x"], "'/tolerations/0/value'"),
         (["--set", "tolerations[0].effect=NoRun"], "'/tolerations/0/effect': value must be one of"),

@@ -1,5 +1,5 @@
-"""The chart's cross-cutting values: containerPorts, and the one entry point
-(model-server.validateValues) of the checks values.schema.json cannot express."""
+"""The chart's cross-cutting values: containerPorts, commonLabels/commonAnnotations, and the one entry
+point (model-server.validateValues) of the checks values.schema.json cannot express."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from model_server.stream.settings import StreamSettings
 
 from .kserve_rules import violations
 from .rendering import CHART, helm_template, helm_template_error, one, run
-from .test_chart import KNATIVE
+from .test_chart import KNATIVE, RENDERINGS
 
 PORTS = ["--set", "containerPorts.http=9000", "--set", "containerPorts.grpc=9001"]
 STREAM = [
@@ -98,6 +98,64 @@ def test_default_ports_stay_8080_and_8081(helm):
     (container,) = server_containers(helm_template(helm))
     assert {"--http_port=8080", "--grpc_port=8081"} <= set(container["args"])
     assert [p["containerPort"] for p in container["ports"]] == [8080, 8081]
+
+
+# commonLabels / commonAnnotations -----------------------------------------------------------------
+
+COMMON = [
+    "--set",
+    "commonLabels.team=ml-platform",
+    "--set-string",
+    "commonLabels.cost-center=4711",
+    "--set",
+    "commonAnnotations.owner=ml-platform@example.com",
+]
+
+
+@pytest.mark.parametrize("values", [*RENDERINGS.values(), EVERYTHING], ids=[*RENDERINGS.keys(), "everything"])
+def test_common_labels_and_annotations_are_on_every_object(helm, schema_validator, values):
+    objects = helm_template(helm, *values, *COMMON)
+    assert [p for o in objects for p in schema_validator.validate(o)] == []
+    for o in objects:
+        where = f"{o['kind']}/{o['metadata']['name']}"
+        labels, annotations = o["metadata"]["labels"], o["metadata"].get("annotations", {})
+        assert {"team": "ml-platform", "cost-center": "4711"}.items() <= labels.items(), where
+        assert annotations.get("owner") == "ml-platform@example.com", where
+        assert labels["app.kubernetes.io/name"] == "model-server", where
+
+
+def test_common_labels_never_override_the_chart_s_own(helm):
+    objects = helm_template(
+        helm,
+        *EVERYTHING,
+        "--set",
+        "commonLabels.app\\.kubernetes\\.io/name=other",
+        "--set",
+        "commonLabels.app\\.kubernetes\\.io/managed-by=other",
+        "--set",
+        "commonAnnotations.helm\\.sh/hook=pre-install",
+        "--set",
+        "commonAnnotations.serving\\.kserve\\.io/deploymentMode=Knative",
+    )
+    for o in objects:
+        assert o["metadata"]["labels"]["app.kubernetes.io/name"] == "model-server"
+        assert o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert one(objects, "Pod")["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    isvc = one(objects, "InferenceService")["metadata"]
+    assert isvc["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    # KServe copies these onto the pods: still no chart version.
+    assert "helm.sh/chart" not in isvc["labels"] and "app.kubernetes.io/version" not in isvc["labels"]
+
+
+def test_common_labels_stay_out_of_selectors_and_pod_templates(helm):
+    plain, common = helm_template(helm, *EVERYTHING), helm_template(helm, *EVERYTHING, *COMMON)
+
+    def without_metadata(objects):
+        return [{k: v for k, v in o.items() if k != "metadata"} for o in objects]
+
+    # Only the objects' own metadata changes: no selector, pod template or Job name moves.
+    assert without_metadata(plain) == without_metadata(common)
+    assert [o["metadata"]["name"] for o in plain] == [o["metadata"]["name"] for o in common]
 
 
 # The one validation entry point ------------------------------------------------------------------
