@@ -1,18 +1,21 @@
-"""The chart's cross-cutting values: containerPorts, commonLabels/commonAnnotations, and the one entry
-point (model-server.validateValues) of the checks values.schema.json cannot express."""
+"""The chart's cross-cutting values: containerPorts, serviceAccount, commonLabels/commonAnnotations,
+and the one entry point (model-server.validateValues) of the checks the schema cannot express."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
+import yaml
 
 from model_server.stream.settings import StreamSettings
 
 from .kserve_rules import violations
-from .rendering import CHART, helm_template, helm_template_error, one, run
+from .rendering import CHART, helm_template, helm_template_error, kinds, one, run
 from .test_chart import KNATIVE, RENDERINGS
 
+PORTS_IDENTITY = CHART / "ci" / "ports-identity-values.yaml"
+VALUES = yaml.safe_load(PORTS_IDENTITY.read_text())
 PORTS = ["--set", "containerPorts.http=9000", "--set", "containerPorts.grpc=9001"]
 STREAM = [
     "--set",
@@ -25,6 +28,7 @@ STREAM = [
     "stream.outputTopic=out",
 ]
 BATCH = ["--set", "batch.enabled=true", "--set", "batch.input=s3://in/", "--set", "batch.output=s3://out/"]
+CRON = [*BATCH, "--set", "batch.schedule=0 2 * * *"]
 EVERYTHING = [
     *STREAM,
     *BATCH,
@@ -32,6 +36,8 @@ EVERYTHING = [
     "monitoring.serviceMonitor.force=true",
     "--set",
     "networkPolicy.enabled=true",
+    "--set",
+    "serviceAccount.create=true",
 ]
 
 
@@ -41,6 +47,21 @@ def server_containers(objects: list[dict]) -> list[dict]:
     isvc = one(objects, "InferenceService")["spec"]
     predictors = [isvc["predictor"]] + [c["predictor"] for c in isvc.get("canary", [])]
     return found + [c for p in predictors for c in p.get("containers", [])]
+
+
+def pod_specs(objects: list[dict]) -> dict[str, dict]:
+    """The pod-level fields of every pod the chart's workloads run, by where they are."""
+    specs = {}
+    for o in objects:
+        if o["kind"] == "InferenceService":
+            specs["predictor"] = o["spec"]["predictor"]
+            for canary in o["spec"].get("canary", []):
+                specs["canary"] = canary["predictor"]
+        elif o["kind"] in ("Deployment", "Job"):
+            specs[o["kind"]] = o["spec"]["template"]["spec"]
+        elif o["kind"] == "CronJob":
+            specs["CronJob"] = o["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return specs
 
 
 # containerPorts --------------------------------------------------------------------------------
@@ -89,7 +110,7 @@ def test_container_ports_move_the_stream_consumer_and_its_network_policy(helm, s
 
 
 def test_no_port_literal_is_left_in_a_rendering_on_other_ports(helm):
-    manifest = run([helm, "template", "demo", str(CHART), *PORTS, *EVERYTHING]).stdout
+    manifest = run([helm, "template", "demo", str(CHART), "-f", str(PORTS_IDENTITY)]).stdout
     assert re.findall(r"\b808[01]\b", manifest) == []
     assert {"9000", "9001"} <= set(re.findall(r"\b900[01]\b", manifest))
 
@@ -98,6 +119,56 @@ def test_default_ports_stay_8080_and_8081(helm):
     (container,) = server_containers(helm_template(helm))
     assert {"--http_port=8080", "--grpc_port=8081"} <= set(container["args"])
     assert [p["containerPort"] for p in container["ports"]] == [8080, 8081]
+
+
+# serviceAccount --------------------------------------------------------------------------------
+
+
+def test_no_service_account_by_default(helm):
+    objects = helm_template(helm, *STREAM, *BATCH, "--set", "canary.enabled=true")
+    assert "ServiceAccount" not in kinds(objects)
+    for where, spec in pod_specs(objects).items():
+        assert "serviceAccountName" not in spec and spec["automountServiceAccountToken"] is False, where
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--set", "canary.enabled=true"], [*KNATIVE, "--set", "canary.enabled=true"], CRON],
+    ids=["standard-canary", "knative-canary", "cronjob"],
+)
+def test_a_created_service_account_is_valid_and_every_pod_runs_as_it(helm, schema_validator, extra):
+    objects = helm_template(helm, "-f", str(PORTS_IDENTITY), *extra, release="iris")
+    account = one(objects, "ServiceAccount")
+    assert schema_validator.validate(account) == []
+    assert account["metadata"]["name"] == "iris-model-server"
+    assert account["metadata"]["annotations"] == {
+        **VALUES["serviceAccount"]["annotations"],
+        **VALUES["commonAnnotations"],
+    }
+    assert account["automountServiceAccountToken"] is False
+    specs = pod_specs(objects)
+    assert {"predictor", "Deployment"} <= set(specs) and {"Job", "CronJob"} & set(specs)
+    for where, spec in specs.items():
+        assert spec["serviceAccountName"] == "iris-model-server", where
+        assert spec["automountServiceAccountToken"] is False, where
+    test_pod = one(objects, "Pod")["spec"]  # the `helm test` client needs no identity
+    assert "serviceAccountName" not in test_pod and test_pod["automountServiceAccountToken"] is False
+
+
+def test_service_account_name_and_automount(helm):
+    named = helm_template(
+        helm, *STREAM, *BATCH, "--set", "serviceAccount.create=true", "--set", "serviceAccount.name=models"
+    )
+    assert one(named, "ServiceAccount")["metadata"]["name"] == "models"
+    assert {s["serviceAccountName"] for s in pod_specs(named).values()} == {"models"}
+    existing = helm_template(helm, *STREAM, *BATCH, "--set", "serviceAccount.name=storage")
+    assert "ServiceAccount" not in kinds(existing)
+    assert {s["serviceAccountName"] for s in pod_specs(existing).values()} == {"storage"}
+    mounted = helm_template(
+        helm, *STREAM, *BATCH, "--set", "serviceAccount.create=true", "--set", "serviceAccount.automount=true"
+    )
+    assert one(mounted, "ServiceAccount")["automountServiceAccountToken"] is True
+    assert {s["automountServiceAccountToken"] for s in pod_specs(mounted).values()} == {True}
 
 
 # commonLabels / commonAnnotations -----------------------------------------------------------------
@@ -166,13 +237,17 @@ TEMPLATES = CHART / "templates"
 @pytest.mark.parametrize(
     "values, message",
     [
+        (
+            ["--set", "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn"],
+            "serviceAccount.annotations are for the ServiceAccount this chart creates",
+        ),
         (["--set", "batch.enabled=true", "--set", "batch.input=s3://in/"], "batch.enabled needs batch.input and"),
         (
             ["--set", "containerPorts.grpc=8080"],
             "containerPorts.http and containerPorts.grpc must differ (both are 8080)",
         ),
     ],
-    ids=["batch-without-output", "same-ports"],
+    ids=["service-account-annotations", "batch-without-output", "same-ports"],
 )
 def test_half_configured_values_are_refused_by_validate_values(helm, values, message):
     error = helm_template_error(helm, *values)
@@ -187,6 +262,8 @@ def test_validate_values_reports_every_problem_at_once(helm):
         "--set",
         "containerPorts.grpc=8080",
         "--set",
+        "serviceAccount.annotations.a=b",
+        "--set",
         "batch.enabled=true",
         "--set",
         "autoscaling.minReplicas=3",
@@ -198,6 +275,7 @@ def test_validate_values_reports_every_problem_at_once(helm):
         "terminationGracePeriodSeconds",
         "autoscaling.maxReplicas",
         "containerPorts.http",
+        "serviceAccount.annotations",
         "batch.enabled",
     ]
 

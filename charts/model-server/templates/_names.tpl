@@ -1,4 +1,4 @@
-{{/* Names of the objects, the image references and the labels and annotations every template uses. */}}
+{{/* Names of the objects, the image references, the service account and the labels and annotations every template uses. */}}
 
 {{- define "model-server.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
@@ -93,6 +93,27 @@ annotations:
 {{- $_ := set $labels "app.kubernetes.io/version" $root.Chart.AppVersion -}}
 {{- end -}}
 {{- toYaml (merge $labels ($args.labels | default dict) ($root.Values.commonLabels | default dict)) }}
+{{- end }}
+
+{{/*
+The ServiceAccount the pods run as: serviceAccount.name, or the release
+fullname for the one this chart creates; empty (no serviceAccountName: the
+namespace's default) when it creates none and no name is given.
+*/}}
+{{- define "model-server.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "model-server.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The pod fields of the service account, on every pod that runs the server image (not the test pod). */}}
+{{- define "model-server.podServiceAccount" -}}
+automountServiceAccountToken: {{ .Values.serviceAccount.automount }}
+{{- with include "model-server.serviceAccountName" . }}
+serviceAccountName: {{ . }}
+{{- end }}
 {{- end }}
 
 {{/* Labels KServe puts on every predictor pod (stable and canary) of this InferenceService. */}}

@@ -15,6 +15,7 @@ once. A new check is one define here and one line in validateValues.
   "canaryImplementation"
   "canaryReplicas"
   "containerPorts"
+  "serviceAccount"
   "streamPartitions"
   "eventingProtocol"
   "batchPaths" }}
@@ -69,6 +70,13 @@ canary.replicas ({{ int .Values.canary.replicas }}) must not exceed the stable p
 {{- $p := .Values.containerPorts -}}
 {{- if eq (int $p.http) (int $p.grpc) -}}
 containerPorts.http and containerPorts.grpc must differ (both are {{ int $p.http }}): the server opens one port for each
+{{- end -}}
+{{- end }}
+
+{{- define "model-server.validateValues.serviceAccount" -}}
+{{- $sa := .Values.serviceAccount -}}
+{{- if and (not $sa.create) $sa.annotations -}}
+serviceAccount.annotations are for the ServiceAccount this chart creates: set serviceAccount.create=true, or annotate your own ServiceAccount ({{ default "the namespace's default" $sa.name }})
 {{- end -}}
 {{- end }}
 
