@@ -63,6 +63,7 @@ def test_ci_covers_every_supported_combination():
         "kafka-eventing-values",
         "batch-job-values",
         "batch-cronjob-values",
+        "ports-identity-values",
     }
 
 
@@ -114,15 +115,21 @@ def test_hardening_reaches_the_serving_container_and_the_pod(helm):
 
 
 SCHEDULING_VALUES = CHART / "ci" / "scheduling-values.yaml"
-# The values that go to the predictor pods, by the predictor field KServe reads them from.
+# The values that go to the predictor pods (their path in values.yaml), by the predictor field KServe reads them from.
 POD_FIELDS = {
-    "serviceAccountName": "serviceAccountName",
+    "serviceAccount.name": "serviceAccountName",
     "podLabels": "labels",
     "podAnnotations": "annotations",
     "nodeSelector": "nodeSelector",
     "tolerations": "tolerations",
     "affinity": "affinity",
 }
+
+
+def value_at(values: dict, path: str):
+    for key in path.split("."):
+        values = values[key]
+    return values
 
 
 def predictors_of(isvc: dict) -> list[dict]:
@@ -151,7 +158,9 @@ def test_scheduling_values_land_on_every_predictor_pod(helm, schema_validator, e
     assert schema_validator.validate(isvc) == []
     assert len(predictors_of(isvc)) == predictors
     for predictor in predictors_of(isvc):
-        assert {value: predictor[field] for value, field in POD_FIELDS.items()} == {k: values[k] for k in POD_FIELDS}
+        assert {value: predictor[field] for value, field in POD_FIELDS.items()} == {
+            path: value_at(values, path) for path in POD_FIELDS
+        }
         # A service account, but still no API token in the pod.
         assert predictor["automountServiceAccountToken"] is False
     # Pod metadata only: the InferenceService's own would reach every component.
@@ -519,7 +528,17 @@ def test_helm_test_pod_sends_a_v2_request_to_the_predictor(helm):
         (["--set", "podAnnotations.replicas=3"], "'/podAnnotations/replicas': got number, want string"),
         (["--set", "podLabels.team=-ml-"], "'/podLabels/team': '-ml-' does not match pattern"),
         (["--set", "podLabels.a b=x"], "invalid propertyName 'a b'"),
-        (["--set", "serviceAccountName=Model_SA"], "'/serviceAccountName': 'Model_SA' does not match pattern"),
+        (["--set", "serviceAccount.name=Model_SA"], "'/serviceAccount/name': 'Model_SA' does not match pattern"),
+        (["--set", "serviceAccount.create=yes"], "'/serviceAccount/create': got string, want boolean"),
+        (["--set", "serviceAccount.automount=1"], "'/serviceAccount/automount': got number, want boolean"),
+        (["--set", "serviceAccount.token=x"], "'/serviceAccount': additional properties 'token' not allowed"),
+        (["--set", "serviceAccountName=models"], "additional properties 'serviceAccountName' not allowed"),
+        (["--set", "containerPorts.http=0"], "'/containerPorts/http': minimum: got 0, want 1"),
+        (["--set", "containerPorts.grpc=65536"], "'/containerPorts/grpc': maximum: got 65,536, want 65,535"),
+        (["--set", "containerPorts.http=http"], "'/containerPorts/http': got string, want integer"),
+        (["--set", "containerPorts.metrics=9090"], "'/containerPorts': additional properties 'metrics' not allowed"),
+        (["--set", "commonLabels.team=-ml-"], "'/commonLabels/team': '-ml-' does not match pattern"),
+        (["--set", "commonAnnotations.replicas=3"], "'/commonAnnotations/replicas': got number, want string"),
         (["--set", "tolerations[0].operator=Exist"], "'/tolerations/0/operator': value must be one of"),
         (["--set", "tolerations[0].operator=Exists,tolerations[0].value=x"], "'/tolerations/0/value'"),
         (["--set", "tolerations[0].effect=NoRun"], "'/tolerations/0/effect': value must be one of"),

@@ -67,10 +67,7 @@ template:
       {{- end }}
   spec:
     restartPolicy: Never
-    automountServiceAccountToken: false
-    {{- with .Values.serviceAccountName }}
-    serviceAccountName: {{ . }}
-    {{- end }}
+    {{- include "model-server.podServiceAccount" . | nindent 4 }}
     {{- with .Values.imagePullSecrets }}
     imagePullSecrets:
       {{- toYaml . | nindent 6 }}

@@ -8,8 +8,8 @@
 {{- else }}
 - --model_dir=/mnt/models
 {{- end }}
-- --http_port=8080
-- --grpc_port=8081
+- {{ printf "--http_port=%d" (int .Values.containerPorts.http) | quote }}
+- {{ printf "--grpc_port=%d" (int .Values.containerPorts.grpc) | quote }}
 - {{ printf "--drain_seconds=%v" .Values.server.drainSeconds | quote }}
 - {{ printf "--grace_seconds=%v" .Values.server.graceSeconds | quote }}
 - {{ printf "--repository_api=%t" (or .Values.server.repositoryApi .Values.multiModel.enabled) | quote }}
@@ -33,33 +33,34 @@
 {{- end }}
 
 {{/*
-Ports and probes of the server container. Standard mode exposes REST (http1)
-and gRPC (h2c, the name KServe needs for gRPC); Knative allows one port, so
-there gRPC (model.protocolVersion grpc-v2) replaces REST and the HTTP probes.
+Ports and probes of the server container (containerPorts). Standard mode
+exposes REST (http1) and gRPC (h2c, the name KServe needs for gRPC); Knative
+allows one port, so there gRPC (model.protocolVersion grpc-v2) replaces REST
+and the HTTP probes.
 */}}
 {{- define "model-server.serverPortsAndProbes" -}}
 {{- $grpcOnly := and (eq .Values.deploymentMode "Knative") (eq .Values.model.protocolVersion "grpc-v2") -}}
 ports:
   {{- if not $grpcOnly }}
   - name: http1
-    containerPort: 8080
+    containerPort: {{ .Values.containerPorts.http }}
     protocol: TCP
   {{- end }}
   {{- if or $grpcOnly (eq .Values.deploymentMode "Standard") }}
   - name: h2c
-    containerPort: 8081
+    containerPort: {{ .Values.containerPorts.grpc }}
     protocol: TCP
   {{- end }}
 {{- if not $grpcOnly }}
 readinessProbe:
   httpGet:
     path: /v2/health/ready
-    port: 8080
+    port: {{ .Values.containerPorts.http }}
   periodSeconds: 5
 livenessProbe:
   httpGet:
     path: /v2/health/live
-    port: 8080
+    port: {{ .Values.containerPorts.http }}
   periodSeconds: 10
   failureThreshold: 6
 {{- end }}

@@ -1,4 +1,4 @@
-{{/* Names of the objects, the image references and the labels every template uses. */}}
+{{/* Names of the objects, the image references, the service account and the labels and annotations every template uses. */}}
 
 {{- define "model-server.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
@@ -47,18 +47,73 @@
 {{- include "model-server.imageRef" (list .Values.image.repository (default .Chart.AppVersion .Values.image.tag)) }}
 {{- end }}
 
-{{/* Labels ---------------------------------------------------------------- */}}
+{{/* Labels and annotations ------------------------------------------------ */}}
 
 {{- define "model-server.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "model-server.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/*
+The labels and annotations of every object's metadata. Takes the chart
+context, or (dict "root" $ "labels" (dict ...) "annotations" (dict ...)
+"podCopied" bool) for an object with labels or annotations of its own.
+Labels: the chart's own (helm.sh/chart, app.kubernetes.io/*), then the
+object's (a component, the labels a monitor needs), then commonLabels; the
+first one wins a key. podCopied: an object whose labels KServe copies onto its
+pods (the InferenceService) gets no chart or app version, or every chart
+upgrade would restart them. Annotations: the object's, then
+commonAnnotations (a Helm hook stays a hook).
+*/}}
+{{- define "model-server.metadata" -}}
+{{- $args := . -}}
+{{- if not (hasKey . "root") -}}
+{{- $args = dict "root" . -}}
+{{- end -}}
+{{- $root := $args.root -}}
+labels:
+  {{- include "model-server.labels" $args | nindent 2 }}
+{{- with merge (deepCopy ($args.annotations | default dict)) ($root.Values.commonAnnotations | default dict) }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The labels alone, as model-server.metadata renders them (same arguments). */}}
 {{- define "model-server.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
-{{ include "model-server.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- $args := . -}}
+{{- if not (hasKey . "root") -}}
+{{- $args = dict "root" . -}}
+{{- end -}}
+{{- $root := $args.root -}}
+{{- $labels := include "model-server.selectorLabels" $root | fromYaml -}}
+{{- $_ := set $labels "app.kubernetes.io/managed-by" $root.Release.Service -}}
+{{- if not $args.podCopied -}}
+{{- $_ := set $labels "helm.sh/chart" (printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace "+" "_") -}}
+{{- $_ := set $labels "app.kubernetes.io/version" $root.Chart.AppVersion -}}
+{{- end -}}
+{{- toYaml (merge $labels ($args.labels | default dict) ($root.Values.commonLabels | default dict)) }}
+{{- end }}
+
+{{/*
+The ServiceAccount the pods run as: serviceAccount.name, or the release
+fullname for the one this chart creates; empty (no serviceAccountName: the
+namespace's default) when it creates none and no name is given.
+*/}}
+{{- define "model-server.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "model-server.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The pod fields of the service account, on every pod that runs the server image (not the test pod). */}}
+{{- define "model-server.podServiceAccount" -}}
+automountServiceAccountToken: {{ .Values.serviceAccount.automount }}
+{{- with include "model-server.serviceAccountName" . }}
+serviceAccountName: {{ . }}
+{{- end }}
 {{- end }}
 
 {{/* Labels KServe puts on every predictor pod (stable and canary) of this InferenceService. */}}

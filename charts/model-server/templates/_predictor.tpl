@@ -6,12 +6,9 @@ annotations are the predictor's own fields: KServe puts them on the predictor
 pods only (not on the InferenceService, its transformer or explainer).
 */}}
 {{- define "model-server.predictorPod" -}}
-automountServiceAccountToken: false
+{{- include "model-server.podServiceAccount" . }}
 {{- if eq .Values.deploymentMode "Standard" }}
 terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
-{{- end }}
-{{- with .Values.serviceAccountName }}
-serviceAccountName: {{ . }}
 {{- end }}
 {{- with .Values.podLabels }}
 labels:

@@ -13,12 +13,23 @@
 app.kubernetes.io/component: stream
 {{- end }}
 
+{{/*
+checkov findings that hold for the predictor's container as well (checkov cannot see
+inside KServe's CRDs), settled by the image and image.tag, not by the consumer's Deployment.
+*/}}
+{{- define "model-server.streamCheckovSkips" -}}
+checkov.io/skip1: CKV_K8S_43=Same image reference as the predictor, chosen by the user (tag or digest in image.tag)
+checkov.io/skip2: CKV_K8S_15=Same image and pullPolicy as the predictor (IfNotPresent also works with kind-loaded images)
+checkov.io/skip3: CKV_K8S_40=The server image's user is UID 1000, as the predictor's; runAsNonRoot is enforced
+checkov.io/skip4: CKV_K8S_35=aiokafka takes the SASL password as a string; a secretKeyRef keeps it out of the pod spec
+{{- end }}
+
 {{/* The consumer's flags; extraArgs last, so they win. */}}
 {{- define "model-server.streamArgs" -}}
 {{- $s := .Values.stream -}}
 - --model_name={{ include "model-server.isvcName" . }}
 - --model_dir=/mnt/models
-- --http_port=8080
+- --http_port={{ .Values.containerPorts.http }}
 - --bootstrap_servers={{ $s.bootstrapServers }}
 - --input_topic={{ $s.inputTopic }}
 - --output_topic={{ $s.outputTopic }}
