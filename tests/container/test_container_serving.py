@@ -130,7 +130,7 @@ def test_batch_scoring_without_its_extra_says_what_to_install(demo):
         assert done.returncode == 1 and "no such file or directory" in done.stderr
     else:
         assert done.returncode == 1
-        assert done.stderr.strip().splitlines()[-1] == "batch: needs pyarrow: pip install 'model-server[batch]'"
+        assert done.stderr.strip().splitlines()[-1] == "batch: needs pyarrow: pip install 'sklearn-model-server[batch]'"
 
 
 def test_baked_demo_model_v2_is_a_forest_predicted_by_onnx_runtime(engine, image):
