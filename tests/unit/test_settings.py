@@ -203,3 +203,17 @@ def test_every_front_end_s_help_renders_each_flag_with_its_variable(where):
     for field in dataclasses.fields(cls):
         if field.name not in unused:  # the rollout hides what it has no use for
             assert env_name(field.name) in text, field.name
+
+
+@pytest.mark.parametrize(
+    "where, required",
+    [
+        ("model_server.edge.settings:EdgeSettings", []),
+        ("model_server.batch.settings:BatchSettings", ["--input", "i", "--output", "o"]),
+        ("model_server.stream.settings:StreamSettings", ["--input_topic", "in", "--output_topic", "out"]),
+    ],
+)
+def test_one_model_front_ends_refuse_a_repository_they_would_ignore(capsys, where, required):
+    with pytest.raises(SystemExit) as exited:
+        settings_class(where).from_args([*required, "--model_repository", "/models"], environ={})
+    assert exited.value.code == 2 and "--model_repository" in capsys.readouterr().err
