@@ -8,8 +8,8 @@ divides that cost by the batch size:
   has already done. ``LinearEngine`` computes scikit-learn's own decision formula from the fitted
   ``coef_``/``intercept_`` without it.
 - A forest costs a Python call per tree, for one row as for sixty-four. The same forest converted
-  by skl2onnx runs in ONNX Runtime in a tiny fraction of that (``onnx/engine.py``, needs
-  ``pip install 'sklearn-model-server[onnx]'``).
+  by skl2onnx runs in ONNX Runtime in a tiny fraction of that (``onnx/engine.py``; onnxruntime
+  and skl2onnx are default dependencies).
 
 A twin is used only if it gives the estimator's answers on a parity sample of numeric rows;
 otherwise the server says why and keeps scikit-learn. ``--backend``:
@@ -62,8 +62,8 @@ def engine_for(estimator, backend: str, n_features: int | None, numeric: bool, a
             return estimator
         if not _onnx_installed():
             logger.info(
-                "backend auto: ONNX Runtime is not installed (pip install 'sklearn-model-server[onnx]'); "
-                "using scikit-learn"
+                "backend auto: ONNX Runtime is not installed (pip install onnxruntime skl2onnx: default "
+                "dependencies); using scikit-learn"
             )
             return estimator
     return _checked_twin(estimator, OnnxEngine, n_features, numeric, allow_nan)
@@ -99,7 +99,8 @@ def _checked_twin(estimator, engine_type, n_features: int | None, numeric: bool,
         nan_problem = allow_nan and parity_problem(estimator, twin, parity_sample(n_features, allow_nan=True))
     except ImportError:
         logger.warning(
-            "%s: skl2onnx/onnxruntime not installed (pip install 'sklearn-model-server[onnx]'); using scikit-learn",
+            "%s: skl2onnx/onnxruntime not installed (pip install onnxruntime skl2onnx: default "
+            "dependencies); using scikit-learn",
             name,
         )
         return estimator

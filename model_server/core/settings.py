@@ -82,8 +82,8 @@ class ModelSettings:
     )
     backend: str = setting(
         "auto",
-        "What predicts. sklearn: the estimator's own methods. onnx: ONNX Runtime (the [onnx] extra: "
-        "sklearn-model-server[onnx]) for any classifier over numeric features that skl2onnx converts and that "
+        "What predicts. sklearn: the estimator's own methods. onnx: ONNX Runtime (a default dependency) "
+        "for any classifier over numeric features that skl2onnx converts and that "
         "gives the same answers on a parity sample, else scikit-learn. auto: a logistic regression "
         "through LinearEngine, a scikit-learn ensemble through ONNX Runtime when it is installed, "
         "anything else through scikit-learn.",

@@ -24,7 +24,7 @@ def load(path: Path, metadata: ModelMetadata):
     try:
         return load_onnx(path, metadata.export)
     except ImportError:
-        needs = "serving ONNX needs ONNX Runtime: pip install 'sklearn-model-server[onnx]'"
+        needs = "serving ONNX needs ONNX Runtime: pip install onnxruntime (a default dependency)"
         raise ArtifactError(f"{path}: {needs}") from None
     except Exception as exc:  # ONNX Runtime's own errors say what is wrong with the graph
         raise ArtifactError(f"cannot load {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
