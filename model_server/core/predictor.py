@@ -46,6 +46,7 @@ class Predictor:
         max_request_rows: int | None = None,
         model_name: str = "",
         version: str | None = None,
+        onnx_cache_dir: str | Path | None = None,
     ):
         """``version``: what a versions directory names it (else metadata.json's, else "1")."""
         self.artifact = artifact
@@ -60,7 +61,11 @@ class Predictor:
         self.output_types = self._derive_output_types()
         # What predicts: the estimator, or a faster twin that gives the same answers (engines.py).
         schema = self.schema
-        self.engine = engines.engine_for(estimator, backend, schema.n_features, schema.numeric, schema.allow_nan)
+        # The converted graph is kept by the model file's content (and the width it was converted for).
+        onnx_cache = Path(onnx_cache_dir) / f"{artifact.sha256}-{schema.n_features}.onnx" if onnx_cache_dir else None
+        self.engine = engines.engine_for(
+            estimator, backend, schema.n_features, schema.numeric, schema.allow_nan, onnx_cache=onnx_cache
+        )
         # One thread: predict calls never overlap, and batches grow while one runs.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="predict", initializer=quiet_sklearn)
         self.batcher = MicroBatcher(

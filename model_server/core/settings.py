@@ -113,6 +113,14 @@ class ModelSettings:
         boolean,
     )
 
+    onnx_cache_dir: str | None = setting(
+        None,
+        "Keep the ONNX graphs that --backend converts from pickles here (one file per model file's "
+        "sha256), so that the next start reads the graph instead of converting again and needs no "
+        "converter; a Kubernetes emptyDir or a PVC. Unset: convert at every start.",
+        optional(str),
+    )
+
     def predictor_options(self) -> dict:
         """What ``Predictor.load`` takes from these settings: the same for every front end."""
         return {
@@ -120,6 +128,7 @@ class ModelSettings:
             "max_batch_size": self.max_batch_size,
             "max_batch_wait_ms": self.max_batch_wait_ms,
             "require_sha256": self.require_sha256,
+            "onnx_cache_dir": self.onnx_cache_dir,
         }
 
     def load_predictor(self, path: str | Path, name: str = "", version: str | None = None, **extra):

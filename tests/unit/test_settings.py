@@ -25,6 +25,7 @@ OTHER_VALUES = {
     "max_batch_size": ("64", 64),
     "max_batch_wait_ms": ("2.5", 2.5),
     "require_sha256": ("true", True),
+    "onnx_cache_dir": ("/var/cache/onnx", "/var/cache/onnx"),
     "http_port": ("9000", 9000),
     "grpc_port": ("9001", 9001),
     "enable_grpc": ("false", False),
