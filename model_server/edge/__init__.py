@@ -1,4 +1,4 @@
-"""The edge runtime (``python -m model_server.edge``), for devices without Kubernetes or KServe.
+"""``python -m model_server.edge``: the edge runtime, for devices without Kubernetes or KServe.
 
     python -m model_server.export --model_dir models/iris --out models/iris-onnx
     python -m model_server.edge --model_dir models/iris-onnx --model_name iris --http_port 8080
