@@ -23,13 +23,16 @@ builds an ``InferRequest``).
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from .access import ManagementAccess
 from .codec import InferenceResponse, V1Request, V2Request
-from .errors import INTERNAL, ModelNotFound, ModelNotReady, status_of
+from .errors import INTERNAL, ModelNotFound, ModelNotReady, describe, status_of
 from .metrics import requests_counter
+from .payload_log import PayloadEvent, PayloadLogger
 from .predictor import Predictor
 from .versions import version_order
 
@@ -122,12 +125,20 @@ class FixedRegistry(dict):
 
 class DataPlane:
     """The registry's models, answered the same way for every transport. ``state``: draining or
-    not (shared with the transports' listeners); ``access``: who may use the repository API."""
+    not (shared with the transports' listeners); ``access``: who may use the repository API;
+    ``payload_log``: where sampled requests and their answers (or errors) are logged, None: nowhere."""
 
-    def __init__(self, registry: Registry, state: ServingState | None = None, access: ManagementAccess | None = None):
+    def __init__(
+        self,
+        registry: Registry,
+        state: ServingState | None = None,
+        access: ManagementAccess | None = None,
+        payload_log: PayloadLogger | None = None,
+    ):
         self.registry = registry
         self.state = state or ServingState()
         self.access = access or ManagementAccess()
+        self.payload_log = payload_log
 
     def live(self) -> bool:
         return True
@@ -172,8 +183,16 @@ class DataPlane:
         *,
         protocol: str,
         encode: Callable[[Request, InferenceResponse], Encoded],
+        request_id: str | None = None,
+        traceparent: str | None = None,
     ) -> Encoded:
-        model = predictor = None
+        """``request_id``, ``traceparent``: what the transport got (headers, metadata) for the
+        payload log; a V2 request's own id wins over ``request_id``."""
+        model = predictor = request = response = None
+        log = self.payload_log
+        logged = log is not None and log.sampled()
+        if logged:
+            started, clock = time.time(), time.perf_counter()
         try:
             model = self.lookup(name)
             model.predictor_for(version)  # 404 / 503 before the body is read
@@ -181,7 +200,8 @@ class DataPlane:
             # The version's predictor as it is now, after the read: a swap meanwhile is seen here.
             predictor = model.predictor_for(version)
             outputs = await predictor.infer(request)
-            encoded = encode(request, InferenceResponse(name, predictor.version, outputs))
+            response = InferenceResponse(name, predictor.version, outputs)
+            encoded = encode(request, response)
         except Exception as exc:
             status = status_of(exc)
             if status is INTERNAL:
@@ -189,9 +209,26 @@ class DataPlane:
             # Labelled with a model and version only where they exist: request paths must not mint series.
             labels = (name if model is not None else "", predictor.version if predictor is not None else "")
             requests_counter(protocol, str(status.http), *labels).inc()
+            if logged:
+                event = PayloadEvent(
+                    _request_id(request, request_id), name, labels[1] or version, protocol, started,
+                    time.perf_counter() - clock, status.http, request, None, describe(exc), traceparent,
+                )  # fmt: skip
+                log.offer(event)
             raise
         requests_counter(protocol, "200", name, predictor.version).inc()
+        if logged:
+            event = PayloadEvent(
+                _request_id(request, request_id), name, predictor.version, protocol, started,
+                time.perf_counter() - clock, 200, request, response, None, traceparent,
+            )  # fmt: skip
+            log.offer(event)
         return encoded
+
+    async def close(self) -> None:
+        """At shutdown, once requests are answered: deliver the payload log's queued events."""
+        if self.payload_log is not None:
+            await self.payload_log.close()
 
     # The repository API (``repository.ModelRepository``), gated by ``access``.
 
@@ -206,3 +243,9 @@ class DataPlane:
     async def unload(self, name: str, authorization: str | None) -> None:
         self.access.check(authorization)
         await self.registry.unload(name)
+
+
+def _request_id(request: Request | None, given: str | None) -> str:
+    """The id a logged request goes by: the V2 body's, else the transport's, else a new one."""
+    own = getattr(request, "id", None)
+    return str(own or given or uuid.uuid4())

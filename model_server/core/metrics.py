@@ -39,3 +39,26 @@ def requests_counter(protocol: str, code: str, model: str = "", version: str = "
     """REQUESTS for one protocol, code, model and version (empty for a model that does not exist);
     prometheus_client's labels() costs microseconds a call."""
     return REQUESTS.labels(protocol, code, model, version)
+
+
+PAYLOAD_LOG_EVENTS = Counter(
+    "model_server_payload_log_events_total",
+    "Payload log events by sink and outcome: sent, dropped (the queue was full: requests never wait "
+    "for the sink) or failed (the sink refused them through every retry)",
+    ["sink", "outcome"],
+)
+PAYLOAD_LOG_RETRIES = Counter(
+    "model_server_payload_log_retries_total",
+    "Payload log deliveries retried after the sink failed (backing off up to a few seconds)",
+    ["sink"],
+)
+
+
+@functools.cache
+def payload_log_counter(sink: str, outcome: str):
+    return PAYLOAD_LOG_EVENTS.labels(sink, outcome)
+
+
+@functools.cache
+def payload_log_retries(sink: str):
+    return PAYLOAD_LOG_RETRIES.labels(sink)

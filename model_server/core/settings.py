@@ -199,6 +199,54 @@ class ModelSettings:
         VersionPolicy.parse(self.version_policy)
 
 
+LOG_SINK_SCHEMES = ("http", "https", "kafka", "file", "s3", "gs", "gcs")
+
+
+@dataclass(frozen=True)
+class PayloadLogSettings(ModelSettings):
+    """The payload log's settings (``core/payload_log.py``), shared by every front end that answers
+    requests: the server, the edge runtime and the stream consumer (not batch or rollout)."""
+
+    log_payloads: str = setting(
+        "off",
+        "Log inference payloads to --log_sink: request, response (or the error and its status), or all "
+        "(one event holding both). Events go through a bounded in-memory queue: when the sink cannot keep "
+        "up they are dropped and counted (model_server_payload_log_events_total), never is a request delayed.",
+        choices=("off", "request", "response", "all"),
+    )
+    log_sample_rate: float = setting(1.0, "Share of requests logged (0 to 1), drawn per request.", float, minimum=0)
+    log_sink: str | None = setting(
+        None,
+        "Where logged payloads go: http(s)://... (CloudEvents in binary mode, as KServe's logger sends "
+        "them), kafka://host:port[,host:port]/topic (keyed by request id), or a folder (a path, file://... "
+        "or s3://bucket/prefix) of Parquet files (JSON Lines without pyarrow) rolled every "
+        "--log_roll_seconds or --log_roll_mb, named by time.",
+        optional(str),
+    )
+    log_queue_size: int = setting(
+        10_000, "Most payload log events held in memory per process; more are dropped.", int, minimum=1
+    )
+    log_roll_seconds: float = setting(
+        60.0, "A file sink starts a new file after this many seconds.", float, minimum=0.1
+    )
+    log_roll_mb: float = setting(
+        64.0, "A file sink starts a new file once this many megabytes of events are held.", float, minimum=0.001
+    )
+
+    def check(self) -> None:
+        super().check()
+        if self.log_sample_rate > 1:
+            raise SettingsError(f"--log_sample_rate must be at most 1, got {self.log_sample_rate}")
+        if self.log_payloads != "off" and not self.log_sink:
+            raise SettingsError(f"--log_payloads {self.log_payloads} needs --log_sink")
+        if self.log_sink:
+            scheme = self.log_sink.split("://", 1)[0].lower() if "://" in self.log_sink else "file"
+            if scheme not in LOG_SINK_SCHEMES:
+                raise SettingsError(
+                    f"--log_sink {self.log_sink}: expected http(s)://, kafka://, s3://, gs://, file:// or a folder"
+                )
+
+
 def redefault(cls, name: str, default):
     """``cls``'s field ``name`` (flag, help, checks) with another default: a front end's own."""
     (field,) = (f for f in dataclasses.fields(cls) if f.name == name)

@@ -48,7 +48,10 @@ def main(argv: list[str] | None = None) -> None:
 
     async def serve():
         Drain(routes.dataplane.state, settings.drain_seconds, stop).install(asyncio.get_running_loop())
-        await server.serve()
+        try:
+            await server.serve()
+        finally:
+            await routes.dataplane.close()
 
     use_event_loop("auto")
     asyncio.run(serve())

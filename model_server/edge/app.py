@@ -10,6 +10,7 @@ from .. import server_version
 from ..core.dataplane import DataPlane
 from ..core.repository import ModelRepository
 from ..http.routes import DataPlaneRoutes
+from ..payload_log import payload_logger
 from .settings import EdgeSettings
 
 SERVER_NAME = "model-server-edge"
@@ -40,5 +41,5 @@ class Fallback:
 
 def build(settings: EdgeSettings) -> DataPlaneRoutes:
     """The routes over the one model (``--model_dir``), loaded now."""
-    dataplane = DataPlane(ModelRepository.of_one_model(settings))
+    dataplane = DataPlane(ModelRepository.of_one_model(settings), payload_log=payload_logger(settings))
     return DataPlaneRoutes(Fallback(server_version()), dataplane, settings.max_request_bytes)

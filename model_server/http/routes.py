@@ -134,7 +134,15 @@ class DataPlaneRoutes:
 
             encode = encode_v1 if protocol == "v1" else encode_v2_rest
         try:
-            body, response_headers = await self.dataplane.infer(name, version, read, protocol=protocol, encode=encode)
+            body, response_headers = await self.dataplane.infer(
+                name,
+                version,
+                read,
+                protocol=protocol,
+                encode=encode,
+                request_id=headers.get("x-request-id"),
+                traceparent=headers.get("traceparent"),
+            )
         except Exception as exc:
             status = status_of(exc)
             message = f"model {name} failed: {describe(exc)}" if status is INTERNAL else describe(exc)

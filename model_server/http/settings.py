@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.settings import ModelSettings, boolean, setting
+from ..core.settings import PayloadLogSettings, boolean, setting
 
 
 @dataclass(frozen=True)
-class HttpSettings(ModelSettings):
+class HttpSettings(PayloadLogSettings):
     http_port: int = setting(8080, "HTTP port (V1 and V2 REST, health, metadata, /metrics).", int, minimum=0)
     max_request_bytes: int = setting(
         16 * 1024 * 1024, "Largest accepted HTTP request body; larger ones get 413.", int, minimum=1

@@ -161,8 +161,15 @@ class SklearnInferenceServicer(InferenceServicer):
         async def read():
             return decode_v2_grpc(request)
 
+        metadata = dict(context.invocation_metadata()) if self.ours.payload_log is not None else {}
         return await self.ours.infer(
-            request.model_name, request.model_version or None, read, protocol="grpc", encode=encode_v2_grpc
+            request.model_name,
+            request.model_version or None,
+            read,
+            protocol="grpc",
+            encode=encode_v2_grpc,
+            request_id=metadata.get("x-request-id"),
+            traceparent=metadata.get("traceparent"),
         )
 
 

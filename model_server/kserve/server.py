@@ -29,6 +29,7 @@ from ..core.repository import ModelRepository
 from ..http.drain import Drain
 from ..http.protocol import ServerHttpProtocol
 from ..http.routes import DataPlaneRoutes
+from ..payload_log import payload_logger
 from .grpc import SklearnGRPCServer
 from .settings import ServerSettings
 
@@ -88,7 +89,8 @@ class SklearnModelServer(ModelServer):
         self.settings = settings
         self.repository = repository
         access = ManagementAccess(settings.repository_api_enabled, settings.bearer_token)
-        self.ours = DataPlane(repository, access=access)  # every transport's; KServe's wraps it
+        # Every transport's; KServe's wraps it.
+        self.ours = DataPlane(repository, access=access, payload_log=payload_logger(settings))
         self._watch: asyncio.Task | None = None
         if not settings.access_log:
             # KServe's logging setup (in super().__init__) gives uvicorn.access a handler. Uvicorn
@@ -148,7 +150,10 @@ class SklearnModelServer(ModelServer):
         # requests allocate. (__main__ keeps the collector off until here.)
         gc.freeze()
         gc.enable()
-        await super()._serve()
+        try:
+            await super()._serve()
+        finally:
+            await self.ours.close()
 
     async def _stop_servers(self) -> None:
         if self._watch is not None:

@@ -16,6 +16,7 @@ from ..core.dataplane import DataPlane
 from ..core.errors import ModelServerError, status_of
 from ..core.event_loop import use_event_loop
 from ..core.repository import ModelRepository
+from ..payload_log import payload_logger
 from .consumer import StreamConsumer
 from .ops import OpsApp, ops_server
 from .settings import StreamSettings
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     gc.freeze()  # what loaded lives as long as the process: full collections need not walk it
     use_event_loop()
     try:
-        code = asyncio.run(serve(settings, DataPlane(registry)))
+        code = asyncio.run(serve(settings, DataPlane(registry, payload_log=payload_logger(settings))))
     except ModelServerError as exc:
         logger.error("%s", exc)
         code = status_of(exc).exit_code
@@ -66,6 +67,7 @@ async def serve(settings: StreamSettings, dataplane: DataPlane) -> int:
     finally:
         ops.should_exit = True
         await ops_task
+        await dataplane.close()
     logger.info("stopped (exit %d)", code)
     return code
 

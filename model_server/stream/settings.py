@@ -1,18 +1,19 @@
-"""The stream consumer's settings: the model's (``ModelSettings``) plus Kafka and the ops port."""
+"""The stream consumer's settings: the model's and the payload log's (``PayloadLogSettings``), plus
+Kafka and the ops port."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..core.errors import SettingsError
-from ..core.settings import ModelSettings, optional, setting
+from ..core.settings import PayloadLogSettings, optional, setting
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 @dataclass(frozen=True)
-class StreamSettings(ModelSettings):
+class StreamSettings(PayloadLogSettings):
     bootstrap_servers: str = setting("localhost:9092", "Kafka brokers to start from, HOST:PORT[,HOST:PORT...].")
     input_topic: str = setting("", "Topic of inference requests (required).")
     output_topic: str = setting("", "Topic the responses go to, keyed as their request (required).")

@@ -14,13 +14,15 @@ from tests.support.tools import REPO
 PACKAGE = REPO / "model_server"
 TRANSPORTS = ("kserve", "fastapi", "grpc", "uvicorn", "aiokafka")
 # The front ends that must stay KServe-free: the edge runtime serves the same HTTP routes without
-# it, the Kafka consumer and the batch job run beside it. (Their own transport libraries they may use.)
+# it, the Kafka consumer and the batch job run beside it, and every front end may log payloads through
+# payload_log's sinks. (Their own transport libraries they may use: aiokafka for the Kafka sink.)
 KSERVE_FREE = {
     "http": ("kserve", "fastapi", "grpc", "aiokafka"),
     "edge": ("kserve", "fastapi", "grpc", "aiokafka"),
     "stream": ("kserve", "fastapi", "grpc"),
     "batch": ("kserve", "fastapi", "grpc", "uvicorn", "aiokafka"),
     "export": ("kserve", "fastapi", "grpc", "uvicorn", "aiokafka"),
+    "payload_log": ("kserve", "fastapi", "grpc", "uvicorn"),
 }
 
 

@@ -53,7 +53,15 @@ OTHER_VALUES = {
     "log_config_file": ("/etc/log.yaml", "/etc/log.yaml"),
     "grpc_max_send_message_length": ("1000", 1000),
     "grpc_max_receive_message_length": ("2000", 2000),
+    "log_payloads": ("all", "all"),
+    "log_sample_rate": ("0.25", 0.25),
+    "log_sink": ("kafka://broker:9092/payloads", "kafka://broker:9092/payloads"),
+    "log_queue_size": ("100", 100),
+    "log_roll_seconds": ("5", 5.0),
+    "log_roll_mb": ("1.5", 1.5),
 }
+# What a value cannot be used without (payloads logged need a sink).
+NEEDS = {"log_payloads": {"log_sink": "/var/log/payloads"}}
 
 
 def test_every_setting_has_a_test_value():
@@ -63,9 +71,10 @@ def test_every_setting_has_a_test_value():
 @pytest.mark.parametrize("name", sorted(OTHER_VALUES))
 def test_each_variable_sets_its_setting(name):
     raw, expected = OTHER_VALUES[name]
-    settings = ServerSettings.from_args([], environ={env_name(name): raw})
+    needed = NEEDS.get(name, {})
+    settings = ServerSettings.from_args([], environ={env_name(name): raw, **{env_name(n): v for n, v in needed.items()}})
     assert getattr(settings, name) == expected
-    others = {f.name for f in dataclasses.fields(ServerSettings)} - {name}
+    others = {f.name for f in dataclasses.fields(ServerSettings)} - {name} - set(needed)
     defaults = ServerSettings.from_args([], environ={})
     assert all(getattr(settings, other) == getattr(defaults, other) for other in others)
 
