@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.support.servers import free_port
+from tests.support.s3 import moto_s3
 
 from .support import iris_frame, run_batch, write
 
@@ -15,30 +15,10 @@ BUCKET = "scores"
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
+def s3():
     """moto's S3 server on a free port; the AWS_* variables the batch command reads to reach it."""
-    boto3 = pytest.importorskip("boto3")
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    client = boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    client.create_bucket(Bucket=BUCKET)
-    yield client, env
-    server.stop()
+    with moto_s3(BUCKET) as found:
+        yield found
 
 
 def test_s3_input_and_output_through_a_real_s3_server(demo_model_dir, s3, tmp_path):

@@ -72,7 +72,9 @@ def test_every_setting_has_a_test_value():
 def test_each_variable_sets_its_setting(name):
     raw, expected = OTHER_VALUES[name]
     needed = NEEDS.get(name, {})
-    settings = ServerSettings.from_args([], environ={env_name(name): raw, **{env_name(n): v for n, v in needed.items()}})
+    settings = ServerSettings.from_args(
+        [], environ={env_name(name): raw, **{env_name(n): v for n, v in needed.items()}}
+    )
     assert getattr(settings, name) == expected
     others = {f.name for f in dataclasses.fields(ServerSettings)} - {name} - set(needed)
     defaults = ServerSettings.from_args([], environ={})
