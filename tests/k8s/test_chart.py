@@ -598,3 +598,33 @@ def test_every_object_is_in_the_release_namespace(helm):
         "ServiceMonitor": "prod",
         "ServingRuntime": "prod",
     }
+
+
+PAYLOAD_LOG = ["--set", "payloadLog.mode=all", "--set", "payloadLog.sink=kafka://kafka.default:9092/payloads"]
+KSERVE_LOGGER = ["--set", "kserveLogger.enabled=true", "--set", "kserveLogger.url=http://receiver.default"]
+
+
+def test_payload_log_values_reach_every_server_and_kserve_s_logger_renders(helm, schema_validator):
+    assert not any(arg.startswith("--log_") for arg in runtime_of(helm_template(helm))["args"])
+    assert "logger" not in isvc_of(helm_template(helm))["spec"]["predictor"]
+    objects = helm_template(helm, *PAYLOAD_LOG, "--set-json", "payloadLog.sampleRate=0.5", *KSERVE_LOGGER)
+    assert [p for o in objects for p in schema_validator.validate(o)] == []
+    args = runtime_of(objects)["args"]
+    assert "--log_payloads=all" in args and "--log_sink=kafka://kafka.default:9092/payloads" in args
+    assert "--log_sample_rate=0.5" in args
+    assert isvc_of(objects)["spec"]["predictor"]["logger"] == {"url": "http://receiver.default", "mode": "all"}
+    custom = isvc_of(helm_template(helm, *PAYLOAD_LOG, "--set", "customContainer.enabled=true"))
+    assert "--log_payloads=all" in custom["spec"]["predictor"]["containers"][0]["args"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["--set", "payloadLog.mode=all"], "payloadLog.mode all needs payloadLog.sink"),
+        (["--set", "kserveLogger.enabled=true"], "kserveLogger.enabled needs kserveLogger.url"),
+        (["--set", "payloadLog.mode=sometimes"], "/payloadLog/mode"),
+        (["--set", "payloadLog.sampleRate=2"], "sampleRate"),
+    ],
+)
+def test_payload_log_values_that_cannot_work_are_refused(helm, values, message):
+    assert message in helm_template_error(helm, *values)

@@ -16,6 +16,16 @@
 {{- if .Values.model.requireSha256 }}
 - --require_sha256=true
 {{- end }}
+{{- with .Values.payloadLog }}
+{{- if ne .mode "off" }}
+- {{ printf "--log_payloads=%s" .mode | quote }}
+- {{ printf "--log_sink=%s" .sink | quote }}
+- {{ printf "--log_sample_rate=%v" .sampleRate | quote }}
+- {{ printf "--log_queue_size=%v" (int .queueSize) | quote }}
+- {{ printf "--log_roll_seconds=%v" .rollSeconds | quote }}
+- {{ printf "--log_roll_mb=%v" .rollMb | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* The server's environment: model.env, and the management token from its Secret. */}}

@@ -18,7 +18,8 @@ once. A new check is one define here and one line in validateValues.
   "serviceAccount"
   "streamPartitions"
   "eventingProtocol"
-  "batchPaths" }}
+  "batchPaths"
+  "payloadLog" }}
 {{- $messages = append $messages (include (printf "model-server.validateValues.%s" $check) $ | trim) -}}
 {{- end -}}
 {{- $messages = without $messages "" -}}
@@ -98,5 +99,14 @@ eventing delivers CloudEvents over HTTP: model.protocolVersion grpc-v2 serves no
 {{- define "model-server.validateValues.batchPaths" -}}
 {{- if and .Values.batch.enabled (not (and .Values.batch.input .Values.batch.output)) -}}
 batch.enabled needs batch.input and batch.output (local paths in the image, s3:// or gs:// URIs)
+{{- end -}}
+{{- end }}
+
+{{- define "model-server.validateValues.payloadLog" -}}
+{{- if and (ne .Values.payloadLog.mode "off") (not .Values.payloadLog.sink) -}}
+payloadLog.mode {{ .Values.payloadLog.mode }} needs payloadLog.sink (http(s)://, kafka://host:port/topic, s3://bucket/prefix or a folder).
+{{- end -}}
+{{- if and .Values.kserveLogger.enabled (not .Values.kserveLogger.url) -}}
+kserveLogger.enabled needs kserveLogger.url.
 {{- end -}}
 {{- end }}
