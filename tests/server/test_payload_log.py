@@ -118,6 +118,34 @@ def test_http_sink_posts_kserve_logger_cloudevents(demo_model_dir, cloudevent_re
     assert error["status"] == "400" and "error" in error.get_data()
 
 
+def test_grpc_requests_are_logged_with_their_metadata(demo_model_dir, cloudevent_receiver):
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    url, received = cloudevent_receiver
+    with start_server(demo_model_dir, "iris", "--log_payloads", "request", "--log_sink", url) as served:
+        request = pb.ModelInferRequest(
+            model_name="iris",
+            inputs=[
+                pb.ModelInferRequest.InferInputTensor(
+                    name="input-0",
+                    datatype="FP64",
+                    shape=[1, 4],
+                    contents=pb.InferTensorContents(fp64_contents=ROWS[0].tolist()),
+                )
+            ],
+        )
+        metadata = (("traceparent", TRACEPARENT), ("x-request-id", "grpc-call-1"))
+        with grpc.insecure_channel(served.grpc_target) as channel:
+            GRPCInferenceServiceStub(channel).ModelInfer(request, metadata=metadata, timeout=30)
+        until(lambda: received, what="the gRPC request's CloudEvent")
+    ((_, event),) = received  # mode request: no response event
+    assert event["type"] == "org.kubeflow.serving.inference.request" and event["id"] == "grpc-call-1"
+    assert event["protocol"] == "grpc" and event["traceparent"] == TRACEPARENT
+    assert event.get_data()["inputs"][0]["data"] == ROWS[0].tolist()
+
+
 # -- Kafka ------------------------------------------------------------------------------------------
 
 
