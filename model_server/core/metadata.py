@@ -7,7 +7,8 @@
       "sha256": "<hex digest of the model file>",              # verified before unpickling
       "documents": true,                                       # takes a 1-D sequence of strings
       "export": {...},                                         # written by python -m model_server.export
-      "skops_trusted_types": ["sklearn.tree._tree.Tree"]       # model.skops: types trusted beyond skops'
+      "skops_trusted_types": ["sklearn.tree._tree.Tree"],      # model.skops: types trusted beyond skops'
+      "profile_sha256": "<hex digest of profile.json>"         # written by python -m model_server.profile
     }
 
 Every key is optional; what is missing is derived from the estimator. Any wrong key or value is
@@ -25,7 +26,16 @@ from pathlib import Path
 from .errors import ArtifactError
 
 METADATA_FILENAME = "metadata.json"
-METADATA_KEYS = ("version", "features", "class_labels", "sha256", "documents", "export", "skops_trusted_types")
+METADATA_KEYS = (
+    "version",
+    "features",
+    "class_labels",
+    "sha256",
+    "documents",
+    "export",
+    "skops_trusted_types",
+    "profile_sha256",
+)
 FEATURE_KEYS = ("name", "datatype")
 NUMERIC_DATATYPES = (
     "BOOL",
@@ -64,6 +74,7 @@ class ModelMetadata:
     documents: bool | None = None  # None: derived from the estimator (estimator_inputs.takes_documents)
     export: dict | None = None  # what `python -m model_server.export` wrote: classes, parity, sources
     skops_trusted_types: tuple[str, ...] = ()  # constructed from a skops file beyond skops' own trusted set
+    profile_sha256: str | None = None  # of profile.json (python -m model_server.profile), lower case
 
 
 def read_metadata(model_dir: Path) -> ModelMetadata:
@@ -92,6 +103,9 @@ def parse_metadata(document: object, path: Path | str = METADATA_FILENAME) -> Mo
     sha256 = document.get("sha256")
     if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
         raise invalid(f"sha256 must be a string of 64 hex digits, got {sha256!r}"[:200])
+    profile_sha256 = document.get("profile_sha256")
+    if profile_sha256 is not None and not (isinstance(profile_sha256, str) and _SHA256.fullmatch(profile_sha256)):
+        raise invalid(f"profile_sha256 must be a string of 64 hex digits, got {profile_sha256!r}"[:200])
     documents = document.get("documents")
     if documents is not None and not isinstance(documents, bool):
         raise invalid(f"documents must be true or false, got {documents!r}"[:200])
@@ -106,6 +120,7 @@ def parse_metadata(document: object, path: Path | str = METADATA_FILENAME) -> Mo
         class_labels=_class_labels(document.get("class_labels"), invalid),
         sha256=sha256.lower() if sha256 else None,
         skops_trusted_types=_type_names(document.get("skops_trusted_types"), invalid),
+        profile_sha256=profile_sha256.lower() if profile_sha256 else None,
     )
 
 

@@ -23,6 +23,7 @@ KSERVE_FREE = {
     "batch": ("kserve", "fastapi", "grpc", "uvicorn", "aiokafka"),
     "export": ("kserve", "fastapi", "grpc", "uvicorn", "aiokafka"),
     "payload_log": ("kserve", "fastapi", "grpc", "uvicorn"),
+    "profile": ("kserve", "fastapi", "grpc", "uvicorn", "aiokafka"),
 }
 
 

@@ -1,0 +1,75 @@
+"""python -m model_server.profile as a real process on files of training rows: profile.json beside
+the model (quantile bins that hold the training rows evenly, missing rates, class frequencies of
+the predictions), pinned in metadata.json, and the model still served; the binning itself in-process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from model_server.demo import FEATURES
+from model_server.profile.building import categorical_profile, numeric_profile
+from tests.batch.support import iris_frame, write
+from tests.support.servers import start_server
+from tests.support.tools import REPO
+
+
+def profile(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "model_server.profile", *args], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".jsonl"])
+def test_profile_json_beside_the_model_pinned_in_metadata(demo_model_dir, tmp_path, suffix):
+    model_dir = shutil.copytree(demo_model_dir, tmp_path / "model")
+    frame = iris_frame(2000)
+    frame.loc[frame.index[:100], FEATURES[0]] = np.nan  # 5% missing
+    if suffix == ".jsonl":  # JSON has no NaN: missing is null
+        frame = frame.astype(object).where(frame.notna(), None)
+    data = write(frame, tmp_path / f"train{suffix}")
+    done = profile("--model_dir", str(model_dir), "--data", str(data), "--bins", "10")
+    assert done.returncode == 0, done.stderr
+    body = (model_dir / "profile.json").read_bytes()
+    document = json.loads(body)
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+    assert metadata["profile_sha256"] == hashlib.sha256(body).hexdigest()
+    assert document["rows"] == 2000 and sorted(document["features"]) == sorted(FEATURES)
+    first = document["features"][FEATURES[0]]
+    assert first["kind"] == "numeric" and first["missing_rate"] == pytest.approx(0.05)
+    for feature in document["features"].values():
+        assert len(feature["edges"]) == 9 and sum(feature["frequencies"]) == pytest.approx(1)
+        assert max(feature["frequencies"]) < 0.12 and min(feature["frequencies"]) > 0.08  # quantile bins: even
+    (output,) = document["outputs"].values()
+    assert output["kind"] == "categorical" and sum(output["categories"].values()) == pytest.approx(1)
+    assert output["other"] == pytest.approx(0)
+    # The pinned metadata still loads: the server serves the model.
+    with start_server(model_dir, "iris") as served:
+        assert served.process.poll() is None
+
+
+def test_a_missing_column_is_named_and_nothing_is_written(demo_model_dir, tmp_path):
+    model_dir = shutil.copytree(demo_model_dir, tmp_path / "model")
+    data = write(iris_frame(50).drop(columns=[FEATURES[1]]), tmp_path / "train.csv")
+    done = profile("--model_dir", str(model_dir), "--data", str(data))
+    assert done.returncode != 0 and FEATURES[1] in done.stderr and "Traceback" not in done.stderr
+    assert not (model_dir / "profile.json").exists()
+
+
+def test_numeric_bins_are_quantiles_and_categories_keep_the_top_and_other():
+    values = np.concatenate([np.arange(1000, dtype=float), [np.nan] * 1000])
+    numeric = numeric_profile(values, 4)
+    assert numeric["edges"] == pytest.approx([249.75, 499.5, 749.25])
+    assert numeric["frequencies"] == pytest.approx([0.25] * 4) and numeric["missing_rate"] == 0.5
+    strings = np.array(["a"] * 50 + ["b"] * 30 + ["c"] * 15 + ["d"] * 5 + [None] * 25, dtype=object)
+    categorical = categorical_profile(strings, 2)
+    assert categorical["categories"] == {"a": 0.5, "b": 0.3}
+    assert categorical["other"] == pytest.approx(0.2) and categorical["missing_rate"] == 0.2
+    constant = numeric_profile(np.ones(10), 10)  # coinciding quantiles: one edge, not ten
+    assert constant["edges"] == [1.0] and sum(constant["frequencies"]) == 1
