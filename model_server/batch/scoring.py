@@ -81,7 +81,8 @@ class Scorer:
     @property
     def predictor(self) -> Predictor:
         if self._predictor is None:
-            settings = ModelSettings(backend=self.backend, require_sha256=self.require_sha256)
+            # Drift is the server's: a batch run scores a file whole.
+            settings = ModelSettings(backend=self.backend, require_sha256=self.require_sha256, drift=False)
             self._predictor = settings.load_predictor(self._model)
             self._check_outputs()
         return self._predictor

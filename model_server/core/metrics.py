@@ -6,7 +6,7 @@ versions can be told apart. Served by KServe's /metrics endpoint from the defaul
 
 import functools
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 BATCH_ROWS = Histogram(
     "model_server_batch_size",
@@ -62,3 +62,25 @@ def payload_log_counter(sink: str, outcome: str):
 @functools.cache
 def payload_log_retries(sink: str):
     return PAYLOAD_LOG_RETRIES.labels(sink)
+
+
+FEATURE_DRIFT = Gauge(
+    "model_server_feature_drift",
+    "Population stability index of a feature over the drift window against the model's profile.json",
+    ["model", "version", "feature", "method"],
+)
+PREDICTION_DRIFT = Gauge(
+    "model_server_prediction_drift",
+    "Population stability index of an output over the drift window against the model's profile.json",
+    ["model", "version", "output", "method"],
+)
+FEATURE_MISSING = Gauge(
+    "model_server_feature_missing_ratio",
+    "Share of the drift window's rows whose feature is missing (NaN, null)",
+    ["model", "version", "feature"],
+)
+FEATURE_OUT_OF_RANGE = Counter(
+    "model_server_feature_out_of_range_total",
+    "Values of a numeric feature below the profile's minimum or above its maximum",
+    ["model", "version", "feature"],
+)

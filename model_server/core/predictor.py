@@ -24,6 +24,7 @@ from . import engines
 from .artifact import ModelArtifact
 from .batching import MicroBatcher
 from .codec import LABEL, PREDICT, PROBA, Output, V1Request, V2Request, datatype_of
+from .drift import DriftMonitor
 from .errors import ArtifactError, InvalidInput, ModelFailure, RequestTooLarge
 from .metrics import BATCH_ROWS, PREDICT_SECONDS
 from .onnx.model import OnnxModel
@@ -47,6 +48,9 @@ class Predictor:
         model_name: str = "",
         version: str | None = None,
         onnx_cache_dir: str | Path | None = None,
+        drift: bool = True,
+        drift_window_rows: int = 10_000,
+        drift_window_seconds: float = 600.0,
     ):
         """``version``: what a versions directory names it (else metadata.json's, else "1")."""
         self.artifact = artifact
@@ -77,6 +81,18 @@ class Predictor:
             inline_ok=getattr(self.engine, "fast_for", None),
             observe_rows=BATCH_ROWS.labels(model_name, self.version).observe,
         )
+        # Drift against profile.json when the model directory has one (core/drift.py).
+        self.drift = None
+        if drift:
+            self.drift = DriftMonitor.for_model(
+                artifact.path.parent,
+                artifact.metadata.profile_sha256,
+                schema.names,
+                model_name,
+                self.version,
+                window_rows=drift_window_rows,
+                window_seconds=drift_window_seconds,
+            )
         self._predict_seconds = PREDICT_SECONDS.labels(model_name, self.version).observe
         self._observe_predict_seconds = observe_predict_seconds
         self.max_request_rows = max_request_rows
@@ -229,6 +245,11 @@ class Predictor:
                 # Never split a wrong-length answer across batch mates: the batcher retries each
                 # request alone, and this request alone fails.
                 raise ModelFailure(f"the model returned {len(values)} {name} values for {len(X)} rows")
+        if self.drift is not None:
+            try:
+                self.drift.observe(X, result.get(PREDICT))
+            except Exception:  # monitoring must never fail a request
+                logger.exception("drift: binning a batch failed")
         return result
 
 

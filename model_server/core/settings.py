@@ -121,6 +121,18 @@ class ModelSettings:
         optional(str),
     )
 
+    drift: bool = setting(
+        True,
+        "Monitor drift when the model directory has a profile.json (python -m model_server.profile): "
+        "every served row binned against it, PSI gauges model_server_feature_drift and "
+        "model_server_prediction_drift over the window (docs/monitoring.md). false: never.",
+        boolean,
+    )
+    drift_window_rows: int = setting(10_000, "Drift window: the last this many rows served.", int, minimum=1)
+    drift_window_seconds: float = setting(
+        600.0, "Drift window: rows served at most this many seconds ago.", float, minimum=1
+    )
+
     def predictor_options(self) -> dict:
         """What ``Predictor.load`` takes from these settings: the same for every front end."""
         return {
@@ -129,6 +141,9 @@ class ModelSettings:
             "max_batch_wait_ms": self.max_batch_wait_ms,
             "require_sha256": self.require_sha256,
             "onnx_cache_dir": self.onnx_cache_dir,
+            "drift": self.drift,
+            "drift_window_rows": self.drift_window_rows,
+            "drift_window_seconds": self.drift_window_seconds,
         }
 
     def load_predictor(self, path: str | Path, name: str = "", version: str | None = None, **extra):

@@ -1,0 +1,166 @@
+"""Drift against the reference profile (``profile.json``, written by ``python -m model_server.profile``).
+
+Each batch the micro-batcher forms is binned once, per feature, vectorised (``np.searchsorted``
+on the profile's edges; string features through ``np.unique`` on the batch, so Python loops over
+the distinct values, never the rows), in the predict thread. Counts are kept per batch in a
+window of the last ``window_rows`` rows and at most ``window_seconds`` seconds; after each batch
+the window's population stability index against the profile is exported:
+
+    model_server_feature_drift{model,version,feature,method="psi"}
+    model_server_prediction_drift{model,version,output,method="psi"}
+    model_server_feature_missing_ratio{model,version,feature}
+    model_server_feature_out_of_range_total{model,version,feature}
+
+PSI = sum over bins of (actual - expected) * ln(actual / expected), shares floored at 1e-4 so
+that an empty bin counts without being infinite. A category the profile never saw counts as
+"other".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ArtifactError
+from .metrics import FEATURE_DRIFT, FEATURE_MISSING, FEATURE_OUT_OF_RANGE, PREDICTION_DRIFT
+
+PROFILE_FILENAME = "profile.json"
+FLOOR = 1e-4
+
+
+def psi(expected: np.ndarray, actual_counts: np.ndarray) -> float:
+    total = actual_counts.sum()
+    if total == 0:
+        return 0.0
+    actual = np.maximum(actual_counts / total, FLOOR)
+    expected = np.maximum(expected, FLOOR)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+class Binning:
+    """One column's bins from its profile: ``counts(values)`` -> (bin counts, missing, out of range)."""
+
+    def __init__(self, profile: dict):
+        self.categorical = profile["kind"] == "categorical"
+        if self.categorical:
+            self.categories = list(profile["categories"])
+            self.index = {name: i for i, name in enumerate(self.categories)}
+            self.expected = np.array([*profile["categories"].values(), profile["other"]], dtype=np.float64)
+        else:
+            self.edges = np.asarray(profile["edges"], dtype=np.float64)
+            self.expected = np.asarray(profile["frequencies"], dtype=np.float64)
+            self.low = -np.inf if profile["min"] is None else profile["min"]
+            self.high = np.inf if profile["max"] is None else profile["max"]
+
+    def counts(self, values) -> tuple[np.ndarray, int, int]:
+        if self.categorical:
+            return self._category_counts(np.asarray(values, dtype=object))
+        values = np.asarray(values, dtype=np.float64)
+        missing = np.isnan(values)
+        present = values[~missing]
+        counts = np.bincount(np.searchsorted(self.edges, present, side="right"), minlength=len(self.expected))
+        out_of_range = int(np.count_nonzero((present < self.low) | (present > self.high)))
+        return counts, int(missing.sum()), out_of_range
+
+    def _category_counts(self, values: np.ndarray) -> tuple[np.ndarray, int, int]:
+        counts = np.zeros(len(self.expected), dtype=np.int64)
+        missing = 0
+        names, found = np.unique(values.astype(str), return_counts=True)
+        for name, count in zip(names.tolist(), found.tolist(), strict=True):  # distinct values, not rows
+            if name in ("None", "nan", ""):
+                missing += count
+            else:
+                counts[self.index.get(name, len(self.categories))] += count  # unseen: "other"
+        return counts, missing, 0
+
+
+class DriftMonitor:
+    def __init__(
+        self, profile: dict, feature_names: list[str], model: str, version: str, window_rows: int, window_seconds: float
+    ):
+        self.window_rows, self.window_seconds = window_rows, window_seconds
+        self.features = [
+            (j, name, Binning(profile["features"][name]))
+            for j, name in enumerate(feature_names)
+            if name in profile["features"]
+        ]
+        self.outputs = [(name, Binning(p)) for name, p in profile.get("outputs", {}).items()]
+        self._batches: deque = deque()  # (time, rows, feature counts, missing, output counts)
+        self._rows = 0
+        self._feature_totals = [np.zeros(len(b.expected), dtype=np.int64) for _, _, b in self.features]
+        self._missing_totals = np.zeros(len(self.features), dtype=np.int64)
+        self._output_totals = [np.zeros(len(b.expected), dtype=np.int64) for _, b in self.outputs]
+        self._lock = threading.Lock()
+        self._drift = [FEATURE_DRIFT.labels(model, version, name, "psi") for _, name, _ in self.features]
+        self._missing = [FEATURE_MISSING.labels(model, version, name) for _, name, _ in self.features]
+        self._out_of_range = [FEATURE_OUT_OF_RANGE.labels(model, version, name) for _, name, _ in self.features]
+        self._prediction_drift = [PREDICTION_DRIFT.labels(model, version, name, "psi") for name, _ in self.outputs]
+
+    @classmethod
+    def for_model(cls, model_dir: Path, pinned: str | None, feature_names, model: str, version: str, **window):
+        """The monitor of a model directory's profile.json, None without one; a profile that does
+        not match its pin in metadata.json is an ArtifactError."""
+        path = Path(model_dir) / PROFILE_FILENAME
+        if not path.is_file() or not feature_names:
+            return None
+        body = path.read_bytes()
+        if pinned is not None and hashlib.sha256(body).hexdigest() != pinned:
+            raise ArtifactError(f"{path}: its sha256 is not the profile_sha256 metadata.json pins")
+        try:
+            return cls(json.loads(body), list(feature_names), model, version, **window)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"{path}: not a profile python -m model_server.profile writes: {exc!r}") from None
+
+    def observe(self, X, predictions: np.ndarray | None) -> None:
+        """Bin one batch (``X``: the checked rows; a 2-D array, or a frame of named columns)."""
+        rows = len(X)
+        if rows == 0:
+            return
+        columns = X if hasattr(X, "columns") else None
+        feature_counts, missing = [], np.zeros(len(self.features), dtype=np.int64)
+        for k, (j, name, binning) in enumerate(self.features):
+            values = columns[name].to_numpy() if columns is not None else np.asarray(X)[:, j]
+            counts, missing[k], out_of_range = binning.counts(values)
+            feature_counts.append(counts)
+            if out_of_range:
+                self._out_of_range[k].inc(out_of_range)
+        output_counts = []
+        for _, binning in self.outputs:
+            if predictions is None:
+                output_counts.append(np.zeros(len(binning.expected), dtype=np.int64))
+            else:
+                output_counts.append(binning.counts(predictions.reshape(rows, -1)[:, 0])[0])
+        with self._lock:
+            self._push((time.monotonic(), rows, feature_counts, missing, output_counts))
+            self._export()
+
+    def _push(self, batch) -> None:
+        self._batches.append(batch)
+        self._add(batch, 1)
+        now = time.monotonic()
+        while len(self._batches) > 1 and (
+            self._rows - self._batches[0][1] >= self.window_rows or now - self._batches[0][0] > self.window_seconds
+        ):
+            self._add(self._batches.popleft(), -1)
+
+    def _add(self, batch, sign: int) -> None:
+        _, rows, feature_counts, missing, output_counts = batch
+        self._rows += sign * rows
+        for total, counts in zip(self._feature_totals, feature_counts, strict=True):
+            total += sign * counts
+        self._missing_totals += sign * missing
+        for total, counts in zip(self._output_totals, output_counts, strict=True):
+            total += sign * counts
+
+    def _export(self) -> None:
+        for k, (_, _, binning) in enumerate(self.features):
+            self._drift[k].set(psi(binning.expected, self._feature_totals[k]))
+            self._missing[k].set(self._missing_totals[k] / self._rows if self._rows else 0.0)
+        for k, (_, binning) in enumerate(self.outputs):
+            self._prediction_drift[k].set(psi(binning.expected, self._output_totals[k]))
