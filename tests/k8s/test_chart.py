@@ -490,6 +490,9 @@ def test_dashboard_configmap_for_the_grafana_sidecar(helm):
         "Request rate by pod (stable vs canary)",
         "Request rate by model version",
         "Errors by model version",
+        "Drift: feature PSI",
+        "Drift: prediction PSI and missing features",
+        "Payload log events",
     ]
 
 
@@ -628,3 +631,33 @@ def test_payload_log_values_reach_every_server_and_kserve_s_logger_renders(helm,
 )
 def test_payload_log_values_that_cannot_work_are_refused(helm, values, message):
     assert message in helm_template_error(helm, *values)
+
+
+def test_drift_alert_renders_when_the_prometheus_operator_serves_rules(helm):
+    assert "PrometheusRule" not in kinds(helm_template(helm))
+    objects = helm_template(
+        helm, "--api-versions", "monitoring.coreos.com/v1/PrometheusRule", "--set", "model.name=iris"
+    )
+    rule = one(objects, "PrometheusRule")
+    alerts = {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+    assert set(alerts) == {"ModelServerFeatureDrift", "ModelServerPredictionDrift"}
+    feature = alerts["ModelServerFeatureDrift"]
+    assert feature["for"] == "10m" and feature["labels"] == {"severity": "warning"}
+    assert 'model_server_feature_drift{namespace="models", model="iris", method="psi"}' in feature["expr"]
+    assert feature["expr"].endswith(">= 0.25") and "{{ $labels.feature }}" in feature["annotations"]["summary"]
+    tuned = one(
+        helm_template(
+            helm,
+            "--set",
+            "monitoring.driftAlert.force=true",
+            "--set-json",
+            "monitoring.driftAlert.threshold=0.1",
+            "--set",
+            "monitoring.driftAlert.for=30m",
+        ),
+        "PrometheusRule",
+    )
+    rules = tuned["spec"]["groups"][0]["rules"]
+    assert all(r["expr"].endswith(">= 0.1") and r["for"] == "30m" for r in rules)
+    off = ["--set", "monitoring.driftAlert.enabled=false", "--set", "monitoring.driftAlert.force=true"]
+    assert "PrometheusRule" not in kinds(helm_template(helm, *off))
