@@ -193,6 +193,7 @@ def test_payload_log_benchmark_quick_run_logs_every_request_to_kafka(tmp_path):
     (iris,) = json.loads((tmp_path / "payload_log.json").read_text())["models"]
     assert iris["off"]["valid"] and iris["kafka"]["valid"]
     assert iris["off"]["events"]["sent"] == 0 and iris["kafka"]["events"]["sent"] > 0
+    assert iris["drift"]["valid"] and iris["drift"]["drift_series"] == 4 and iris["off"]["drift_series"] == 0
     assert "goal >= 0.9x" in (tmp_path / "payload_log.md").read_text()
 
 
