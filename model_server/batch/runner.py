@@ -10,6 +10,7 @@ chunk's arithmetic is the same whatever the worker count (bit-identical outputs)
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -17,8 +18,9 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 
-from ..core.errors import RowsRejected
+from ..core.errors import InvalidInput, RowsRejected
 from ..core.predictor import Predictor, quiet_sklearn
 from .parts import MANIFEST_VERSION, OutputDirectory
 from .progress import Progress
@@ -72,6 +74,11 @@ def run(settings: BatchSettings) -> Summary:
     fs, files = list_inputs(settings.input, settings.input_format)
     own = [f for f in files if f.index % shard_count == shard_index]
     predictor = settings.load_predictor(settings.model_dir, settings.model_name)
+    if settings.drift_report and predictor.drift is None:
+        raise InvalidInput(
+            f"--drift_report: {settings.model_dir} has no profile.json of named features "
+            "(python -m model_server.profile writes one)"
+        )
     scorer = Scorer(predictor, settings.outputs, settings.keep_columns, settings.positional)
     output = OutputDirectory(settings.output, settings.format, (shard_index, shard_count))
     output.open(_identity(settings, predictor, files), settings.overwrite, {f.index for f in own})
@@ -144,6 +151,9 @@ def run(settings: BatchSettings) -> Summary:
             raise
     errors = settings.errors_path()
     output.finish({f.index for f in own}, errors)
+    if settings.drift_report:
+        report = {**predictor.drift.report(), "input": settings.input, "model_version": predictor.version}
+        Path(settings.drift_report).write_text(json.dumps(report, indent=2) + "\n")
     progress.close()
     totals = output.totals()
     summary = Summary(

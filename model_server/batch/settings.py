@@ -88,11 +88,23 @@ class BatchSettings(ModelSettings):
     overwrite: bool = setting(
         False, "Replace what this shard wrote to --output before, instead of resuming it.", boolean
     )
+    drift_report: str | None = setting(
+        None,
+        "Write the drift figures of the whole input (PSI per feature and output against the model's "
+        "profile.json, missing ratios, values out of the profile's range) to this local JSON file "
+        "(docs/monitoring.md); needs a profile.json. --drift and the drift window flags are the server's.",
+        optional(str),
+    )
     progress: str = setting(
         "auto",
         "auto: a progress bar on a terminal, else a log line every 10 s; bar; log; none.",
         choices=("auto", "bar", "log", "none"),
     )
+
+    def predictor_options(self) -> dict:
+        # The whole input is one window, and only for --drift_report.
+        options = super().predictor_options()
+        return {**options, "drift": self.drift_report is not None, "drift_window_rows": 2**62}
 
     def check(self) -> None:
         super().check()

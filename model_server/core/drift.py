@@ -96,6 +96,7 @@ class DriftMonitor:
         self._feature_totals = [np.zeros(len(b.expected), dtype=np.int64) for _, _, b in self.features]
         self._missing_totals = np.zeros(len(self.features), dtype=np.int64)
         self._output_totals = [np.zeros(len(b.expected), dtype=np.int64) for _, b in self.outputs]
+        self._out_of_range_totals = np.zeros(len(self.features), dtype=np.int64)  # since the start
         self._lock = threading.Lock()
         self._drift = [FEATURE_DRIFT.labels(model, version, name, "psi") for _, name, _ in self.features]
         self._missing = [FEATURE_MISSING.labels(model, version, name) for _, name, _ in self.features]
@@ -130,6 +131,8 @@ class DriftMonitor:
             feature_counts.append(counts)
             if out_of_range:
                 self._out_of_range[k].inc(out_of_range)
+                with self._lock:
+                    self._out_of_range_totals[k] += out_of_range
         output_counts = []
         for _, binning in self.outputs:
             if predictions is None:
@@ -139,6 +142,24 @@ class DriftMonitor:
         with self._lock:
             self._push((time.monotonic(), rows, feature_counts, missing, output_counts))
             self._export()
+
+    def report(self) -> dict:
+        """The window's figures as JSON-able values (batch scoring's ``--drift_report``)."""
+        with self._lock:
+            rows = int(self._rows)
+            features = {
+                name: {
+                    "psi": psi(binning.expected, self._feature_totals[k]),
+                    "missing_ratio": float(self._missing_totals[k] / rows) if rows else 0.0,
+                    "out_of_range": int(self._out_of_range_totals[k]),
+                }
+                for k, (_, name, binning) in enumerate(self.features)
+            }
+            outputs = {
+                name: {"psi": psi(binning.expected, self._output_totals[k])}
+                for k, (name, binning) in enumerate(self.outputs)
+            }
+        return {"rows": rows, "method": "psi", "features": features, "outputs": outputs}
 
     def _push(self, batch) -> None:
         self._batches.append(batch)

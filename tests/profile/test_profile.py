@@ -73,3 +73,52 @@ def test_numeric_bins_are_quantiles_and_categories_keep_the_top_and_other():
     assert categorical["other"] == pytest.approx(0.2) and categorical["missing_rate"] == 0.2
     constant = numeric_profile(np.ones(10), 10)  # coinciding quantiles: one edge, not ten
     assert constant["edges"] == [1.0] and sum(constant["frequencies"]) == 1
+
+
+def test_batch_drift_report_for_a_whole_file(demo_model_dir, tmp_path):
+    model_dir = shutil.copytree(demo_model_dir, tmp_path / "model")
+    train = write(iris_frame(5000, seed=0), tmp_path / "train.parquet")
+    assert profile("--model_dir", str(model_dir), "--data", str(train)).returncode == 0
+    shifted = iris_frame(3000, seed=3)
+    shifted[FEATURES[2]] += 1.7  # one standard deviation
+    data = write(shifted, tmp_path / "score.parquet")
+    report_path = tmp_path / "drift.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "model_server.batch",
+            f"--model_dir={model_dir}",
+            f"--input={data}",
+            f"--output={tmp_path / 'scores'}",
+            f"--drift_report={report_path}",
+            "--progress=none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(report_path.read_text())
+    assert report["rows"] == 3000 and report["method"] == "psi"
+    assert report["features"][FEATURES[2]]["psi"] >= 0.25
+    assert all(report["features"][f]["psi"] < 0.1 for f in FEATURES if f != FEATURES[2])
+    assert report["features"][FEATURES[2]]["out_of_range"] > 0 and "predict" in report["outputs"]
+    unprofiled = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "model_server.batch",
+            f"--model_dir={demo_model_dir}",
+            f"--input={data}",
+            f"--output={tmp_path / 'again'}",
+            f"--drift_report={tmp_path / 'none.json'}",
+            "--progress=none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert unprofiled.returncode != 0 and "profile.json" in unprofiled.stderr and "Traceback" not in unprofiled.stderr
