@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -661,3 +662,16 @@ def test_drift_alert_renders_when_the_prometheus_operator_serves_rules(helm):
     assert all(r["expr"].endswith(">= 0.1") and r["for"] == "30m" for r in rules)
     off = ["--set", "monitoring.driftAlert.enabled=false", "--set", "monitoring.driftAlert.force=true"]
     assert "PrometheusRule" not in kinds(helm_template(helm, *off))
+
+
+def test_drift_alert_rules_pass_promtool(helm, tmp_path):
+    """promtool (Prometheus' own checker) parses the rendered rules and their PromQL. (The
+    PrometheusRule CRD itself is not among ../shared/crds.)"""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian's prometheus package)")
+    rule = one(helm_template(helm, "--set", "monitoring.driftAlert.force=true"), "PrometheusRule")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(rule["spec"]))
+    result = run([promtool, "check", "rules", str(rules)])
+    assert "SUCCESS: 2 rules found" in result.stdout

@@ -9,12 +9,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 
 import httpx
 
 from model_server.demo import FEATURES
 from tests.batch.support import iris_frame, write
 from tests.support.metrics import scrape, total
+from tests.support.prometheus import start_prometheus
 from tests.support.servers import start_server
 from tests.support.tools import REPO
 
@@ -63,6 +65,13 @@ def test_psi_stays_low_in_distribution_and_rises_for_the_shifted_feature(demo_mo
         assert moved[FEATURES[0]] >= 0.25, moved
         assert all(moved[f] < 0.1 for f in FEATURES[1:]), moved
         assert total(scrape(served.http_url), "model_server_feature_out_of_range_total", feature=FEATURES[0]) > 0
+        # The real Prometheus scraping the server sees the same, through the alert's own query.
+        with start_prometheus({"server": served.http_url}, tmp_path) as prometheus:
+            query = 'max by (model, version, feature) (model_server_feature_drift{model="iris", method="psi"}) >= 0.25'
+            deadline = time.monotonic() + 30
+            while not (found := prometheus.query(query)) and time.monotonic() < deadline:
+                time.sleep(0.5)
+        assert [series["metric"]["feature"] for series in found] == [FEATURES[0]]
 
 
 def test_a_profile_that_is_not_the_pinned_one_stops_the_load(demo_model_dir, tmp_path):
