@@ -3,8 +3,8 @@
 Each batch the micro-batcher forms is binned once, per feature, vectorised (``np.searchsorted``
 on the profile's edges; string features through ``np.unique`` on the batch, so Python loops over
 the distinct values, never the rows), in the predict thread. Counts are kept per batch in a
-window of the last ``window_rows`` rows and at most ``window_seconds`` seconds; after each batch
-the window's population stability index against the profile is exported:
+window of the last ``window_rows`` rows and at most ``window_seconds`` seconds; when Prometheus
+scrapes, the window's population stability index against the profile is computed and exported:
 
     model_server_feature_drift{model,version,feature,method="psi"}
     model_server_prediction_drift{model,version,output,method="psi"}
@@ -18,6 +18,7 @@ that an empty bin counts without being infinite. A category the profile never sa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -102,6 +103,22 @@ class DriftMonitor:
         self._missing = [FEATURE_MISSING.labels(model, version, name) for _, name, _ in self.features]
         self._out_of_range = [FEATURE_OUT_OF_RANGE.labels(model, version, name) for _, name, _ in self.features]
         self._prediction_drift = [PREDICTION_DRIFT.labels(model, version, name, "psi") for name, _ in self.outputs]
+        # Computed when Prometheus scrapes, not per batch: a batch only adds its counts.
+        for k, (_, _, binning) in enumerate(self.features):
+            self._drift[k].set_function(functools.partial(self._psi, binning.expected, self._feature_totals[k]))
+            self._missing[k].set_function(functools.partial(self._missing_ratio, k))
+        for k, (_, binning) in enumerate(self.outputs):
+            self._prediction_drift[k].set_function(
+                functools.partial(self._psi, binning.expected, self._output_totals[k])
+            )
+
+    def _psi(self, expected: np.ndarray, totals: np.ndarray) -> float:
+        with self._lock:
+            return psi(expected, totals)
+
+    def _missing_ratio(self, k: int) -> float:
+        with self._lock:
+            return float(self._missing_totals[k] / self._rows) if self._rows else 0.0
 
     @classmethod
     def for_model(cls, model_dir: Path, pinned: str | None, feature_names, model: str, version: str, **window):
@@ -141,7 +158,6 @@ class DriftMonitor:
                 output_counts.append(binning.counts(predictions.reshape(rows, -1)[:, 0])[0])
         with self._lock:
             self._push((time.monotonic(), rows, feature_counts, missing, output_counts))
-            self._export()
 
     def report(self) -> dict:
         """The window's figures as JSON-able values (batch scoring's ``--drift_report``)."""
@@ -178,10 +194,3 @@ class DriftMonitor:
         self._missing_totals += sign * missing
         for total, counts in zip(self._output_totals, output_counts, strict=True):
             total += sign * counts
-
-    def _export(self) -> None:
-        for k, (_, _, binning) in enumerate(self.features):
-            self._drift[k].set(psi(binning.expected, self._feature_totals[k]))
-            self._missing[k].set(self._missing_totals[k] / self._rows if self._rows else 0.0)
-        for k, (_, binning) in enumerate(self.outputs):
-            self._prediction_drift[k].set(psi(binning.expected, self._output_totals[k]))
