@@ -32,7 +32,12 @@ class ModelNotReady(ModelServerError):
 
 
 class Unauthorized(ModelServerError):
-    """A management request without the configured bearer token."""
+    """A request without a valid credential (``core/auth.py``), or a management request without the
+    management token. ``challenge``: the ``WWW-Authenticate`` value REST answers with."""
+
+    def __init__(self, message: str, challenge: str = 'Bearer realm="model-server"'):
+        super().__init__(message)
+        self.challenge = challenge
 
 
 class Disabled(ModelServerError):

@@ -8,7 +8,8 @@ and V2 REST protocol as the server, with the same codec, schema checks, error me
 micro-batching, limits and drain on SIGTERM: the same ASGI routes (``http.routes.DataPlaneRoutes``) on
 uvicorn, over the same core. It imports neither KServe, FastAPI, pandas, scikit-learn nor scipy
 (a pickled model would bring scikit-learn in: export it first). No gRPC: on a device REST is
-what clients have; the main server serves gRPC.
+what clients have; the main server serves gRPC. TLS, mutual TLS and ``--auth`` as the server's
+(docs/security.md: the edge device case).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = EdgeSettings.from_args(argv, prog="python -m model_server.edge", description=__doc__.split("\n\n")[0])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        routes = build(settings)
+        tls, authenticator = settings.server_tls(), settings.authenticator()
+        routes = build(settings, authenticator)
     except ModelServerError as exc:
         logger.error("cannot serve %s: %s", settings.model_dir, exc)
         raise SystemExit(status_of(exc).exit_code) from None
@@ -49,15 +51,25 @@ def main(argv: list[str] | None = None) -> None:
         access_log=settings.access_log,
         timeout_graceful_shutdown=settings.grace_seconds,
     )
+    config.load()
+    config.ssl = tls.listening if tls is not None else None  # ours: checked reloads (http/tls.py)
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # ours drain first (http/drain.py)
+
+    background = []
 
     async def stop():
         server.should_exit = True
         routes.close()
+        for task in background:
+            task.cancel()
 
     async def serve():
-        Drain(routes.dataplane.state, settings.drain_seconds, stop).install(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        Drain(routes.dataplane.state, settings.drain_seconds, stop).install(loop)
+        background.append(loop.create_task(authenticator.watch(settings.auth_reload_seconds)))
+        if tls is not None:
+            background.append(loop.create_task(tls.watch(settings.tls_reload_seconds)))
         await server.serve()
 
     use_event_loop("auto")

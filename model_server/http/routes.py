@@ -12,6 +12,13 @@ Answered here, through the core's ``DataPlane`` (every route in one table, ``Dat
   repository API (``core/repository.py``), only when enabled, with its token (``core/access.py``); 404
   for a model that does not exist (KServe answers 503).
 
+With ``--auth`` (``core/auth.py``), every request needs a credential except health and readiness
+(``/v2/health/live``, ``/v2/health/ready``, a model's ready routes, ``/``: Kubernetes probes carry
+none) and ``/metrics`` unless ``--auth_metrics``; that includes the requests passed on to the app
+behind (KServe's /docs, /openapi.json, /v1/models, /v2 server metadata...). A refused request gets
+401 with ``WWW-Authenticate``. The repository API, when it has its own management token, is
+checked against that token instead (one Authorization header cannot carry both).
+
 Every other request passes through to the app behind (KServe's FastAPI app in the server)
 unchanged, its body limited the same way. Nothing here imports KServe, so a front end without it
 serves the same routes.
@@ -29,21 +36,35 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from ..core.auth import Authenticator
 from ..core.body_decoder import BodyDecoder
 from ..core.codec import INFERENCE_HEADER_LENGTH, cloudevent, encode_v1, encode_v2_rest
 from ..core.dataplane import DataPlane
-from ..core.errors import INTERNAL, ModelNotReady, RequestTooLarge, describe, status_of
+from ..core.errors import INTERNAL, ModelNotReady, RequestTooLarge, Unauthorized, describe, status_of
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 # JSON bodies past this size are decoded in a helper process (core/body_decoder.py; docs/architecture.md).
 OFFLOAD_BYTES = 256 * 1024
 
 
+# Paths answered without a credential whatever --auth says: liveness and readiness (probes).
+OPEN_PATHS = frozenset(("/", "/v2/health/live", "/v2/health/ready"))
+
+
 class DataPlaneRoutes:
-    def __init__(self, app, dataplane: DataPlane, max_body_bytes: int):
+    def __init__(
+        self,
+        app,
+        dataplane: DataPlane,
+        max_body_bytes: int,
+        authenticator: Authenticator | None = None,
+        metrics_open: bool = True,
+    ):
         self.app = app
         self.dataplane = dataplane
         self.max_body_bytes = max_body_bytes
+        self.authenticator = authenticator if authenticator is not None and authenticator.mode != "none" else None
+        self.open_paths = OPEN_PATHS | {"/metrics"} if metrics_open else OPEN_PATHS
         self.decoder = BodyDecoder(OFFLOAD_BYTES)
         # (method, path pattern, handler), the first match answering; any other request goes to ``app``.
         table = [
@@ -58,6 +79,7 @@ class DataPlaneRoutes:
             ("POST", r"/v2/repository/models/(?P<name>[^/]+)/(?P<action>load|unload)", self._repository_action),
             ("POST", r"/v2/repository/.*", self._repository_unknown),
         ]
+        self._repository_handlers = (self._repository_index, self._repository_action, self._repository_unknown)
         self.routes: dict[str, list] = {}
         for method, pattern, handler in table:
             self.routes.setdefault(method, []).append((re.compile(pattern), handler))
@@ -66,6 +88,12 @@ class DataPlaneRoutes:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         route = self._route(scope["method"], scope["path"])
+        if self.authenticator is not None and not self._is_open(scope, route):
+            try:
+                self.authenticator.check(_headers(scope))
+            except Unauthorized as exc:
+                headers = {"content-type": "application/json", "www-authenticate": exc.challenge}
+                return await _respond(send, 401, _error(describe(exc)), headers)
         if route is None:
             return await self._pass_on(scope, receive, send)
         handler, match = route
@@ -77,6 +105,18 @@ class DataPlaneRoutes:
 
     def close(self) -> None:
         self.decoder.close()
+
+    def _is_open(self, scope, route) -> bool:
+        """Whether this request is answered without a data-plane credential."""
+        if scope["path"] in self.open_paths:
+            return True
+        if route is None:
+            return False
+        handler = route[0]
+        if handler == self._model_ready:
+            return True
+        # The repository API with a management token: that token is its credential.
+        return handler in self._repository_handlers and self.dataplane.access.token is not None
 
     def _route(self, method: str, path: str):
         for pattern, handler in self.routes.get(method, ()):

@@ -57,7 +57,12 @@ def main(argv: list[str] | None = None) -> None:
                 logger.error("cannot serve %s: %s", settings.model_dir, exc)
                 sys.exit(status_of(exc).exit_code)
             logger.error("model %s not loaded: %s", name, exc)  # the others serve; the index says why
-    SklearnModelServer(settings, repository).start(list(repository.models.values()))
+    try:
+        server = SklearnModelServer(settings, repository)  # reads the TLS and credential files
+    except ModelServerError as exc:
+        logger.error("cannot serve: %s", exc)
+        sys.exit(status_of(exc).exit_code)
+    server.start(list(repository.models.values()))
 
 
 def _configure_logging(log_config_file: str | None) -> None:

@@ -68,8 +68,11 @@ class ReadinessAwareDataPlane(KServeDataPlane):
 class SklearnModelServer(ModelServer):
     def __init__(self, settings: ServerSettings, repository: ModelRepository):
         # KServe's start() would build its own gRPC server; ours is added in start() instead.
+        # TLS is ours (http/tls.py: checked reloads, mutual TLS, gRPC too): KServe gets no files.
+        self.tls = settings.server_tls()
+        self.authenticator = settings.authenticator()
         super().__init__(
-            http_port=settings.http_port,
+            http_port=settings.https_port,
             grpc_port=settings.grpc_port,
             workers=settings.workers,
             max_threads=settings.max_threads,
@@ -80,8 +83,8 @@ class SklearnModelServer(ModelServer):
             access_log_format=settings.access_log_format,
             event_loop=settings.event_loop,
             timeout_keep_alive=settings.timeout_keep_alive,
-            ssl_certfile=settings.ssl_certfile,
-            ssl_keyfile=settings.ssl_keyfile,
+            ssl_certfile=None,
+            ssl_keyfile=None,
             grace_period=settings.grace_seconds,
             registered_models=repository,
         )
@@ -90,6 +93,7 @@ class SklearnModelServer(ModelServer):
         access = ManagementAccess(settings.repository_api_enabled, settings.bearer_token)
         self.ours = DataPlane(repository, access=access)  # every transport's; KServe's wraps it
         self._watch: asyncio.Task | None = None
+        self._background: list[asyncio.Task] = []
         if not settings.access_log:
             # KServe's logging setup (in super().__init__) gives uvicorn.access a handler. Uvicorn
             # decides per connection with hasHandlers(), and formats the line's arguments (client
@@ -108,6 +112,8 @@ class SklearnModelServer(ModelServer):
                 kwargs=vars(self.settings),
                 grace_period=self.grace_period,
                 ours=self.ours,
+                authenticator=self.authenticator,
+                tls=self.tls,
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
         use_event_loop(self.event_loop)
@@ -134,7 +140,14 @@ class SklearnModelServer(ModelServer):
                 settings.max_header_bytes, settings.header_timeout_seconds, self.ours.state
             )
             config.load()
-            config.loaded_app = DataPlaneRoutes(config.loaded_app, self.ours, settings.max_request_bytes)
+            config.ssl = self.tls.listening if self.tls is not None else None
+            config.loaded_app = DataPlaneRoutes(
+                config.loaded_app,
+                self.ours,
+                settings.max_request_bytes,
+                self.authenticator,
+                metrics_open=not settings.auth_metrics,
+            )
             _answer_errors_from_our_table(rest)
             # Uvicorn would begin its shutdown at the first SIGTERM, closing the listener at once.
             rest._server.capture_signals = contextlib.nullcontext
@@ -142,6 +155,9 @@ class SklearnModelServer(ModelServer):
         Drain(self.ours.state, settings.drain_seconds, self._stop_servers).install(loop)
         if settings.watch:
             self._watch = loop.create_task(self.repository.watch(settings.watch_interval_seconds))
+        self._background = [loop.create_task(self.authenticator.watch(settings.auth_reload_seconds))]
+        if self.tls is not None:
+            self._background.append(loop.create_task(self.tls.watch(settings.tls_reload_seconds)))
         # Everything loaded so far (KServe, scikit-learn, pandas, the model) lives as long as the
         # process. Left in the collector's oldest generation, every full collection walks all of
         # it: long pauses, every few seconds under load. Frozen, full collections scan only what
@@ -153,6 +169,8 @@ class SklearnModelServer(ModelServer):
     async def _stop_servers(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+        for task in self._background:
+            task.cancel()
         logger.info("stopping: listeners closed, requests in flight have %gs to finish", self.settings.grace_seconds)
         if self._rest_server is not None:
             self._rest_server._server.should_exit = True  # uvicorn's own graceful shutdown

@@ -77,12 +77,13 @@ class ServerSettings(HttpSettings):
     )
     ssl_certfile: str | None = setting(
         os.environ.get("KSERVE_TLS_CERT_FILE"),
-        "TLS certificate for HTTPS (default: $KSERVE_TLS_CERT_FILE).",
+        "KServe's name for --tls_cert (default: $KSERVE_TLS_CERT_FILE): used when --tls_cert is not given; "
+        "as in KServe, it moves the default --http_port 8080 to 8443.",
         optional(str),
     )
     ssl_keyfile: str | None = setting(
         os.environ.get("KSERVE_TLS_KEY_FILE"),
-        "TLS private key for HTTPS (default: $KSERVE_TLS_KEY_FILE).",
+        "KServe's name for --tls_key (default: $KSERVE_TLS_KEY_FILE), used when --tls_key is not given.",
         optional(str),
     )
     configure_logging: bool = setting(True, "Set up KServe's log format and level (KSERVE_LOGLEVEL).", boolean)
@@ -91,6 +92,20 @@ class ServerSettings(HttpSettings):
     grpc_max_receive_message_length: int = setting(
         8 * 1024 * 1024, "Largest gRPC message received, in bytes.", int, minimum=1
     )
+
+    @property
+    def tls_files(self) -> tuple[str | None, str | None]:
+        """--tls_cert / --tls_key, else KServe's --ssl_certfile / --ssl_keyfile (KSERVE_TLS_*_FILE)."""
+        if self.tls_cert or self.tls_key:
+            return self.tls_cert, self.tls_key
+        return self.ssl_certfile, self.ssl_keyfile
+
+    @property
+    def https_port(self) -> int:
+        """KServe's rule: TLS from its own settings on the default port 8080 listens on 8443."""
+        if not (self.tls_cert or self.tls_key) and self.ssl_certfile and self.ssl_keyfile and self.http_port == 8080:
+            return 8443
+        return self.http_port
 
     @property
     def repository_api_enabled(self) -> bool:
