@@ -112,10 +112,9 @@ class HttpSettings(ModelSettings):
 
     def check(self) -> None:
         super().check()
-        cert, key = self.tls_files
-        if bool(cert) != bool(key):
+        if bool(self.tls_cert) != bool(self.tls_key):
             raise SettingsError("--tls_cert and --tls_key go together")
-        if self.tls_client_ca and not cert:
+        if self.tls_client_ca and not self.tls_files[0]:
             raise SettingsError("--tls_client_ca (mutual TLS) needs --tls_cert and --tls_key")
         if self.auth == "api_key" and not self.auth_api_keys_file:
             raise SettingsError("--auth api_key needs --auth_api_keys_file")

@@ -77,8 +77,8 @@ class ServerSettings(HttpSettings):
     )
     ssl_certfile: str | None = setting(
         os.environ.get("KSERVE_TLS_CERT_FILE"),
-        "KServe's name for --tls_cert (default: $KSERVE_TLS_CERT_FILE): used when --tls_cert is not given; "
-        "as in KServe, it moves the default --http_port 8080 to 8443.",
+        "KServe's name for --tls_cert (default: $KSERVE_TLS_CERT_FILE), used with --ssl_keyfile when "
+        "--tls_cert is not given; as in KServe, it moves the default --http_port 8080 to 8443.",
         optional(str),
     )
     ssl_keyfile: str | None = setting(
@@ -95,15 +95,18 @@ class ServerSettings(HttpSettings):
 
     @property
     def tls_files(self) -> tuple[str | None, str | None]:
-        """--tls_cert / --tls_key, else KServe's --ssl_certfile / --ssl_keyfile (KSERVE_TLS_*_FILE)."""
-        if self.tls_cert or self.tls_key:
+        """--tls_cert / --tls_key, else KServe's --ssl_certfile / --ssl_keyfile (KSERVE_TLS_*_FILE),
+        which, as in KServe, serve TLS only when both are set."""
+        if self.tls_cert:
             return self.tls_cert, self.tls_key
-        return self.ssl_certfile, self.ssl_keyfile
+        if self.ssl_certfile and self.ssl_keyfile:
+            return self.ssl_certfile, self.ssl_keyfile
+        return None, None
 
     @property
     def https_port(self) -> int:
         """KServe's rule: TLS from its own settings on the default port 8080 listens on 8443."""
-        if not (self.tls_cert or self.tls_key) and self.ssl_certfile and self.ssl_keyfile and self.http_port == 8080:
+        if not self.tls_cert and self.ssl_certfile and self.ssl_keyfile and self.http_port == 8080:
             return 8443
         return self.http_port
 

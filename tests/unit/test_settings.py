@@ -52,6 +52,35 @@ OTHER_VALUES = {
     "log_config_file": ("/etc/log.yaml", "/etc/log.yaml"),
     "grpc_max_send_message_length": ("1000", 1000),
     "grpc_max_receive_message_length": ("2000", 2000),
+    "tls_cert": ("/tls/tls.crt", "/tls/tls.crt"),
+    "tls_key": ("/tls/tls.key", "/tls/tls.key"),
+    "tls_client_ca": ("/tls/ca.crt", "/tls/ca.crt"),
+    "tls_reload_seconds": ("2", 2.0),
+    "auth": ("api_key", "api_key"),
+    "auth_api_keys_file": ("/keys/api-keys", "/keys/api-keys"),
+    "auth_jwks": ("https://issuer.test/jwks.json", "https://issuer.test/jwks.json"),
+    "auth_jwt_issuer": ("https://issuer.test", "https://issuer.test"),
+    "auth_jwt_audience": ("models", "models"),
+    "auth_metrics": ("true", True),
+    "auth_reload_seconds": ("5", 5.0),
+}
+# Settings that only go with others (a key without its certificate is refused): those set too.
+_TLS = {"MODEL_SERVER_TLS_CERT": "/c", "MODEL_SERVER_TLS_KEY": "/k"}
+_JWT = {
+    "MODEL_SERVER_AUTH": "jwt",
+    "MODEL_SERVER_AUTH_JWKS": "/j",
+    "MODEL_SERVER_AUTH_JWT_ISSUER": "i",
+    "MODEL_SERVER_AUTH_JWT_AUDIENCE": "a",
+}
+COMPANIONS = {
+    "tls_cert": _TLS,
+    "tls_key": _TLS,
+    "tls_client_ca": _TLS,
+    "auth": {"MODEL_SERVER_AUTH_API_KEYS_FILE": "/f"},
+    "auth_api_keys_file": {"MODEL_SERVER_AUTH": "api_key"},
+    "auth_jwks": _JWT,
+    "auth_jwt_issuer": _JWT,
+    "auth_jwt_audience": _JWT,
 }
 
 
@@ -62,9 +91,11 @@ def test_every_setting_has_a_test_value():
 @pytest.mark.parametrize("name", sorted(OTHER_VALUES))
 def test_each_variable_sets_its_setting(name):
     raw, expected = OTHER_VALUES[name]
-    settings = ServerSettings.from_args([], environ={env_name(name): raw})
+    companions = COMPANIONS.get(name, {})
+    settings = ServerSettings.from_args([], environ={**companions, env_name(name): raw})
     assert getattr(settings, name) == expected
-    others = {f.name for f in dataclasses.fields(ServerSettings)} - {name}
+    set_too = {f.name for f in dataclasses.fields(ServerSettings) if env_name(f.name) in companions}
+    others = {f.name for f in dataclasses.fields(ServerSettings)} - {name} - set_too
     defaults = ServerSettings.from_args([], environ={})
     assert all(getattr(settings, other) == getattr(defaults, other) for other in others)
 
@@ -85,6 +116,12 @@ def test_flag_wins_over_variable_and_variable_over_default():
         (["--max_batch_size", "0"], {}, "--max_batch_size must be at least 1, got 0"),
         (["--max_batch_wait_ms", "-1"], {}, "--max_batch_wait_ms must be at least 0"),
         ([], {"MODEL_SERVER_WORKERS": "4"}, "--workers must be 1: run more replicas"),
+        (["--tls_cert", "/c"], {}, "--tls_cert and --tls_key go together"),
+        (["--tls_client_ca", "/ca"], {}, "--tls_client_ca (mutual TLS) needs --tls_cert and --tls_key"),
+        (["--auth", "api_key"], {}, "--auth api_key needs --auth_api_keys_file"),
+        (["--auth", "jwt", "--auth_jwks", "/j"], {}, "--auth jwt needs --auth_jwt_issuer, --auth_jwt_audience"),
+        (["--auth_api_keys_file", "/f"], {}, "--auth_api_keys_file is given but --auth is not api_key"),
+        (["--auth", "oauth"], {}, "argument --auth: invalid choice"),
         (["--timeout-keep-alive", "-5"], {}, "--timeout-keep-alive must be at least 0"),
         (
             ["--version_policy", "newest"],
@@ -203,3 +240,14 @@ def test_every_front_end_s_help_renders_each_flag_with_its_variable(where):
     for field in dataclasses.fields(cls):
         if field.name not in unused:  # the rollout hides what it has no use for
             assert env_name(field.name) in text, field.name
+
+
+def test_kserve_tls_names_are_the_same_setting_as_ours():
+    kserve_names = ["--ssl_certfile", "/k/cert", "--ssl_keyfile", "/k/key"]
+    settings = ServerSettings.from_args(kserve_names, environ={})
+    assert settings.tls_files == ("/k/cert", "/k/key")
+    assert settings.https_port == 8443  # KServe's rule for its own settings on the default port
+    ours = ServerSettings.from_args([*kserve_names, "--tls_cert", "/t/cert", "--tls_key", "/t/key"], environ={})
+    assert (ours.tls_files, ours.https_port) == (("/t/cert", "/t/key"), 8080)
+    # KServe serves TLS only with both of its files; so do we.
+    assert ServerSettings.from_args(["--ssl_certfile", "/k/cert"], environ={}).tls_files == (None, None)
