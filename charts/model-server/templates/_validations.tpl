@@ -18,7 +18,11 @@ once. A new check is one define here and one line in validateValues.
   "serviceAccount"
   "streamPartitions"
   "eventingProtocol"
-  "batchPaths" }}
+  "batchPaths"
+  "repositoryApiToken"
+  "tlsKnative"
+  "authMultiModel"
+  "helmTestCredential" }}
 {{- $messages = append $messages (include (printf "model-server.validateValues.%s" $check) $ | trim) -}}
 {{- end -}}
 {{- $messages = without $messages "" -}}
@@ -98,5 +102,29 @@ eventing delivers CloudEvents over HTTP: model.protocolVersion grpc-v2 serves no
 {{- define "model-server.validateValues.batchPaths" -}}
 {{- if and .Values.batch.enabled (not (and .Values.batch.input .Values.batch.output)) -}}
 batch.enabled needs batch.input and batch.output (local paths in the image, s3:// or gs:// URIs)
+{{- end -}}
+{{- end }}
+
+{{- define "model-server.validateValues.repositoryApiToken" -}}
+{{- if and .Values.server.repositoryApi (not .Values.server.managementTokenSecret) (not .Values.multiModel.enabled) -}}
+server.repositoryApi needs server.managementTokenSecret: an open repository API lets anyone who reaches the pod unload its model
+{{- end -}}
+{{- end }}
+
+{{- define "model-server.validateValues.tlsKnative" -}}
+{{- if and .Values.tls.secretName (eq .Values.deploymentMode "Knative") -}}
+tls.secretName in Knative mode: the queue-proxy speaks plain HTTP to the container; use Knative's or the mesh's TLS (docs/security.md)
+{{- end -}}
+{{- end }}
+
+{{- define "model-server.validateValues.authMultiModel" -}}
+{{- if and .Values.multiModel.enabled (ne .Values.auth.mode "none") -}}
+multiModel.enabled with auth.mode {{ .Values.auth.mode }}: KServe's agent loads models through the repository API and sends no credential
+{{- end -}}
+{{- end }}
+
+{{- define "model-server.validateValues.helmTestCredential" -}}
+{{- if and .Values.helmTest.enabled (ne .Values.auth.mode "none") (not .Values.helmTest.credentialSecret) -}}
+helmTest.enabled with auth.mode {{ .Values.auth.mode }} needs helmTest.credentialSecret (a Secret whose key token the test sends), or helmTest.enabled=false
 {{- end -}}
 {{- end }}
