@@ -548,7 +548,12 @@ def test_tls_and_auth_reach_the_server_its_volumes_and_probes(helm, schema_valid
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in test["env"]}
     assert env["BASE_URL"] == "https://iris-predictor.models.svc.cluster.local:80"
     assert env["CA_FILE"] == "/etc/model-server/tls/ca.crt" and env["CLIENT_CERT"] == "/etc/model-server/tls/tls.crt"
-    assert env["TOKEN"] == {"secretKeyRef": {"name": "iris-test-token", "key": "token"}}
+    assert env["TOKEN_FILE"] == "/etc/model-server/test-credential/token"
+    pod = one(objects, "Pod")["spec"]
+    assert {"name": "test-credential", "secret": {"secretName": "iris-test-token"}} in pod["volumes"]
+    assert {"name": "test-credential", "mountPath": "/etc/model-server/test-credential", "readOnly": True} in test[
+        "volumeMounts"
+    ]
 
 
 def test_api_key_mode_mounts_the_hashed_keys(helm):

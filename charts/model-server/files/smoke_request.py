@@ -3,8 +3,8 @@
 Standard library only (it runs in the server image). Configured by environment:
 BASE_URL, MODEL_NAME, PROTOCOL (v1 | v2), INSTANCES (JSON rows), ATTEMPTS (default 24,
 5 s apart: the predictor may still be starting or scaling up from zero); over https, CA_FILE
-verifies the server and CLIENT_CERT / CLIENT_KEY are presented (mutual TLS); TOKEN is sent as
-Authorization: Bearer (an API key or a JWT).
+verifies the server and CLIENT_CERT / CLIENT_KEY are presented (mutual TLS); the contents of
+TOKEN_FILE are sent as Authorization: Bearer (an API key or a JWT).
 """
 
 import json
@@ -45,8 +45,9 @@ def main():
     attempts = int(os.environ.get("ATTEMPTS", "24"))
     path, body = build_request(protocol, name, rows)
     headers = {"Content-Type": "application/json"}
-    if os.environ.get("TOKEN"):
-        headers["Authorization"] = "Bearer " + os.environ["TOKEN"].strip()
+    if os.environ.get("TOKEN_FILE"):
+        with open(os.environ["TOKEN_FILE"]) as token:
+            headers["Authorization"] = "Bearer " + token.read().strip()
     request = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers=headers)
     context = None
     if base.startswith("https:"):
