@@ -1,7 +1,8 @@
 -- wrk script: POST the JSON body stored in the file named by the first script
 -- argument, count every response that is not 2xx (so a server answering with
 -- errors cannot look fast), and print one machine-readable summary line.
--- Usage: wrk -t1 -c16 -d5s -s post.lua URL -- BODY_FILE
+-- Usage: wrk -t1 -c16 -d5s -s post.lua URL -- BODY_FILE ["Name: value" ...]
+-- (the later arguments are request headers, e.g. a credential)
 
 local threads = {}
 
@@ -15,6 +16,10 @@ function init(args)
   wrk.body = file:read("*a")
   file:close()
   wrk.headers["Content-Type"] = "application/json"
+  for i = 2, #args do
+    local name, value = args[i]:match("^([^:]+):%s*(.*)$")
+    wrk.headers[name] = value
+  end
   not_2xx = 0  -- wrk formats the request from these settings after init returns
 end
 
