@@ -78,7 +78,14 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: venv
 	$(PYTHON) -m benchmarks.run $(BENCH_ARGS)
+	$(PYTHON) -m benchmarks.security $(SECURITY_ARGS)
 	$(PYTHON) -m benchmarks.footprint $(FOOTPRINT_ARGS)
+
+# What TLS and API-key auth cost vs plain text, in one run (see benchmarks/README.md "Security"), ~2 min;
+#   make bench-security SECURITY_ARGS=--quick
+.PHONY: bench-security
+bench-security: venv
+	$(PYTHON) -m benchmarks.security $(SECURITY_ARGS)
 
 # Cold start, RSS and image sizes: the pickle, its ONNX export, the edge runtime, beside stock
 # KServe (see benchmarks/README.md "Footprint"); with images, e.g.

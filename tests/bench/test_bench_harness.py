@@ -204,3 +204,24 @@ def test_footprint_harness_measures_every_server(tmp_path):
     servers = {row["server"]: row for row in result["servers"]}
     assert len(servers) == 4 and all(row["cold_start_s"] > 0 and row["rss_mb"] > 0 for row in servers.values())
     assert (tmp_path / "footprint.md").read_text() in done.stdout
+
+
+def test_security_benchmark_runs_every_variant_with_no_failed_response(tmp_path):
+    """benchmarks.security --quick: plain text, TLS and API-key servers under wrk and h2load (the
+    credential sent by both, TLS spoken by both); every run valid, every target reported."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.security", "--quick", "--out", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads((tmp_path / "security.json").read_text())
+    assert [(r["protocol"], r["variant"]) for r in result["rows"]] == [
+        (protocol, variant) for protocol in ("v2-rest", "v2-grpc") for variant in ("plain", "tls", "api_key")
+    ]
+    assert all(r["invalid_reason"] is None and r["req_per_s"] > 0 for r in result["rows"])
+    assert {r["variant"]: r["target"] for r in result["rows"]} == {"plain": None, "tls": 0.85, "api_key": 0.95}
+    assert result["handshake"]["tls_p50_ms"] > result["handshake"]["tcp_p50_ms"]
+    assert "| v2-grpc | TLS |" in (tmp_path / "security.md").read_text()
