@@ -152,7 +152,11 @@ class JwtBearer(Authenticator):
     mode = "jwt"
 
     def __init__(self, jwks: str, issuer: str, audience: str, leeway_seconds: float = 30):
-        import jwt  # PyJWT, with cryptography for RSA / EC / EdDSA keys
+        try:
+            import cryptography  # noqa: F401  (PyJWT's RSA / EC / EdDSA keys)
+            import jwt
+        except ImportError:  # the edge image leaves them out: API keys and mutual TLS need neither
+            raise SettingsError("--auth jwt needs PyJWT with cryptography: pip install 'pyjwt[crypto]'") from None
 
         self._jwt = jwt
         self.jwks, self.issuer, self.audience, self.leeway = jwks, issuer, audience, leeway_seconds
