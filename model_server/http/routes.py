@@ -101,6 +101,8 @@ class DataPlaneRoutes:
             status, body, headers = await handler(match, scope, receive)
         except Exception as exc:
             status, body, headers = status_of(exc).http, _error(describe(exc)), None
+            if isinstance(exc, Unauthorized):  # the management token's refusal says how to authenticate too
+                headers = {"content-type": "application/json", "www-authenticate": exc.challenge}
         await _respond(send, status, body, headers)
 
     def close(self) -> None:
