@@ -26,7 +26,9 @@ from .batching import MicroBatcher
 from .codec import LABEL, PREDICT, PROBA, Output, V1Request, V2Request, datatype_of
 from .errors import ArtifactError, InvalidInput, ModelFailure, RequestTooLarge
 from .metrics import BATCH_ROWS, PREDICT_SECONDS
+from .onnx.generic import GenericOnnxModel
 from .onnx.model import OnnxModel
+from .onnx.tensor_predictor import OnnxTensorPredictor
 from .schema import InputSchema
 
 logger = logging.getLogger(__name__)
@@ -78,10 +80,14 @@ class Predictor:
         self.in_flight = 0
 
     @classmethod
-    def load(cls, model_dir: str | Path, require_sha256: bool = False, **options) -> Predictor:
+    def load(cls, model_dir: str | Path, require_sha256: bool = False, onnx_session=None, **options) -> Predictor:
         """``require_sha256``: refuse an unpinned pickle (``ModelArtifact.load``)."""
-        predictor = cls(ModelArtifact.load(model_dir, require_sha256=require_sha256), **options)
-        artifact = predictor.artifact
+        artifact = ModelArtifact.load(model_dir, require_sha256=require_sha256, onnx_session=onnx_session)
+        return cls.from_artifact(artifact, **options)
+
+    @classmethod
+    def from_artifact(cls, artifact: ModelArtifact, **options) -> Predictor:
+        predictor = cls(artifact, **options)
         logger.info(
             "loaded %s (%s, %s, sha256 %s, version %s, %s features, predicting with %s)",
             artifact.path,
@@ -146,6 +152,10 @@ class Predictor:
     def platform(self) -> str:
         """V2 metadata's platform: Triton's name for an ONNX graph, else sklearn."""
         return "onnxruntime_onnx" if isinstance(self.estimator, OnnxModel) else "sklearn"
+
+    def probe(self):
+        """A row to predict before the version takes traffic (None: nothing to synthesize)."""
+        return self.schema.probe()
 
     def inputs_metadata(self) -> list[dict]:
         if self.schema.features:
@@ -225,6 +235,15 @@ class Predictor:
                 # request alone, and this request alone fails.
                 raise ModelFailure(f"the model returned {len(values)} {name} values for {len(X)} rows")
         return result
+
+
+def load_predictor(model_dir: str | Path, require_sha256: bool = False, onnx_session=None, **options):
+    """The one loader: a ``Predictor`` for an estimator (or an exported estimator's graph), an
+    ``OnnxTensorPredictor`` for any other ONNX graph, served as the tensors it declares."""
+    artifact = ModelArtifact.load(model_dir, require_sha256=require_sha256, onnx_session=onnx_session)
+    if isinstance(artifact.estimator, GenericOnnxModel):
+        return OnnxTensorPredictor.from_artifact(artifact, **options)
+    return Predictor.from_artifact(artifact, **options)
 
 
 def quiet_sklearn() -> None:
