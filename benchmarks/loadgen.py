@@ -56,9 +56,7 @@ def _run(cmd: list[str], duration_s: float, preexec_fn) -> str:
     return done.stdout
 
 
-def run_wrk(
-    url: str, body: bytes, duration_s: float, preexec_fn=None, header_length: int | None = None
-) -> LoadResult:
+def run_wrk(url: str, body: bytes, duration_s: float, preexec_fn=None, header_length: int | None = None) -> LoadResult:
     """POST `body` to `url` with wrk -t1 -c16 for `duration_s` seconds; `header_length`: the
     body is a V2 binary-extension request whose JSON header is that long."""
     with tempfile.NamedTemporaryFile(suffix=".json") as body_file:

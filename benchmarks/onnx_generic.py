@@ -224,10 +224,12 @@ def table(results: dict) -> str:
             f"{bare['p99_ms']:.2f} |  |  |  |"
         )
         for protocol, run in model["server"].items():
-            met = "met" if run["target_met"] else ("NOT met" if run["valid"] else f"INVALID: {run['invalid_reason']}")
+            invalid = f"INVALID: {run['invalid_reason']}"
+            met = "met" if run["target_met"] else ("NOT met" if run["valid"] else invalid)
             lines.append(
-                f"| {name} | {model['framework']} | server {protocol} | {run['req_per_s']:,.0f} | {run['p50_ms']:.2f} | "
-                f"{run['p99_ms']:.2f} | {run['ratio_to_bare']:.2f}x | {run['overhead_us']:+.0f} | {met} |"
+                f"| {name} | {model['framework']} | server {protocol} | {run['req_per_s']:,.0f} | "
+                f"{run['p50_ms']:.2f} | {run['p99_ms']:.2f} | {run['ratio_to_bare']:.2f}x | "
+                f"{run['overhead_us']:+.0f} | {met} |"
             )
     for reason in results["missing"]:
         lines.append(f"\nSkipped: {reason}")

@@ -451,3 +451,48 @@ def test_the_edge_runtime_serves_a_generic_graph(served, tmp_path):
         ]
     finally:
         stop(process)
+
+
+# -- batch scoring --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["paddle_image", "xgboost"])
+def test_batch_scoring_takes_list_columns_and_answers_as_onnx_runtime(served, tmp_path, name):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _, found, missing = served
+    if name not in found:
+        pytest.skip(missing[name])
+    export = found[name]
+    ((input_name, array),) = export.inputs(6, np.random.default_rng(11)).items()
+    rows = array.tolist()  # nested lists: [3][48][192] per image, [6] per tree row
+    rows[2] = None  # refused, into the errors file
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"id": list(range(6)), input_name: rows}), tmp_path / "in" / "part.parquet")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "model_server.batch",
+            f"--model_dir={model_directory(export, tmp_path / 'model')}",
+            f"--input={tmp_path / 'in'}",
+            f"--output={tmp_path / 'out'}",
+            "--keep_columns=id",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]  # a refused row: exit code 2
+    table = pq.read_table(next((tmp_path / "out").glob("part-*.parquet")))
+    assert table.column("id").to_pylist() == [0, 1, 3, 4, 5]
+    session = reference(export.onnx)
+    kept = array[[0, 1, 3, 4, 5]]
+    for output in session.get_outputs():
+        expected = session.run([output.name], {input_name: kept})[0]
+        got = np.array(table.column(output.name).to_pylist()).reshape(expected.shape)
+        np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+    errors = (tmp_path / "out" / "_errors.jsonl").read_text()
+    assert '"row":2' in errors and "a null list" in errors
