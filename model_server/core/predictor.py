@@ -210,6 +210,8 @@ class Predictor:
             raise request.unknown_outputs(unknown, type(self.estimator).__name__, list(self.output_types))
         if isinstance(request, V2Request):
             return self.schema.from_tensors(request.inputs), outputs
+        if request.columnar:
+            raise InvalidInput('missing "instances": this model takes rows, {"instances": [[...], ...]}')
         return self.schema.from_rows(request.instances), outputs
 
     def predict_batch(self, X, outputs: frozenset) -> dict[str, np.ndarray]:

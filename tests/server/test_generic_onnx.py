@@ -333,6 +333,13 @@ def test_v1_named_inputs_of_a_graph_that_is_not_batched(served):
         json={"instances": [{name: array.tolist() for name, array in feeds.items()}]},
     ).json()
     np.testing.assert_allclose(body["predictions"], expected, rtol=RTOL, atol=ATOL)
+    columnar = httpx.post(  # TF Serving's columnar form: whole tensors by name
+        f"{server.http_url}/v1/models/pytorch_vad:predict",
+        json={"inputs": {name: array.tolist() for name, array in feeds.items()}},
+    ).json()
+    np.testing.assert_allclose(columnar["predictions"], expected, rtol=RTOL, atol=ATOL)
+    refused = httpx.post(f"{server.http_url}/v1/models/pytorch_vad:predict", json={"instances": [[0.0] * 512]})
+    assert refused.status_code == 400 and "not batched along their first dimension" in refused.json()["error"]
 
 
 # -- bad tensors ----------------------------------------------------------------------------------

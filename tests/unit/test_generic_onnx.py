@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from model_server.core.codec import Tensor, V1Request, V2Request
+from model_server.core.codec import Tensor, V1Request, V2Request, decode_v1
 from model_server.core.errors import ArtifactError, InvalidInput
 from model_server.core.onnx.generic import GenericOnnxModel, cast, load_generic
 from model_server.core.onnx.tensor_predictor import OnnxTensorPredictor
@@ -204,6 +204,16 @@ def test_scalars_strings_and_v1_rows(tmp_path):
     assert out.name == "predict" and out.data.tolist() == [[1, 2], [3, 4]]
     with pytest.raises(InvalidInput, match="ragged"):
         rows.prepare(V1Request([[1, 2], [3]], ["predict"]))
+    request = decode_v1({"inputs": {"x": [[1, 2]]}})  # TF Serving's columnar form
+    (out,) = asyncio.run(rows.infer(request))
+    assert request.columnar and out.data.tolist() == [[1, 2]]
+
+
+def test_an_estimator_asks_for_instances_when_given_columnar_inputs(demo_model_dir):
+    from model_server.core.predictor import Predictor
+
+    with pytest.raises(InvalidInput, match='missing "instances": this model takes rows'):
+        Predictor.load(demo_model_dir).prepare(decode_v1({"inputs": {"sepal_length": [5.1]}}))
 
 
 def test_class_labels_label_the_probabilities(tmp_path):

@@ -215,7 +215,10 @@ class OnnxTensorPredictor:
             if unknown:
                 raise request.unknown_outputs(unknown, "this graph", list(self.output_types))
         else:
-            tensors = self._v1_tensors(request.instances)
+            if request.columnar:
+                tensors = {name: _v1_array(name, value) for name, value in request.instances.items()}
+            else:
+                tensors = self._v1_tensors(request.instances)
             outputs = [self.model.outputs[0].name]
             if PROBA in request.outputs or LABEL in request.outputs:
                 if self.proba_name is None:
