@@ -80,13 +80,18 @@ class Predictor:
         self.in_flight = 0
 
     @classmethod
-    def load(cls, model_dir: str | Path, require_sha256: bool = False, onnx_session=None, **options) -> Predictor:
+    def load(
+        cls, model_dir: str | Path, require_sha256: bool = False, onnx_session=None, **options
+    ) -> Predictor | OnnxTensorPredictor:
         """``require_sha256``: refuse an unpinned pickle (``ModelArtifact.load``)."""
         artifact = ModelArtifact.load(model_dir, require_sha256=require_sha256, onnx_session=onnx_session)
         return cls.from_artifact(artifact, **options)
 
     @classmethod
-    def from_artifact(cls, artifact: ModelArtifact, **options) -> Predictor:
+    def from_artifact(cls, artifact: ModelArtifact, **options) -> Predictor | OnnxTensorPredictor:
+        """A Predictor; for a generic ONNX graph, its OnnxTensorPredictor (the same face)."""
+        if isinstance(artifact.estimator, GenericOnnxModel):
+            return OnnxTensorPredictor.from_artifact(artifact, **options)
         predictor = cls(artifact, **options)
         logger.info(
             "loaded %s (%s, %s, sha256 %s, version %s, %s features, predicting with %s)",
@@ -242,10 +247,7 @@ class Predictor:
 def load_predictor(model_dir: str | Path, require_sha256: bool = False, onnx_session=None, **options):
     """The one loader: a ``Predictor`` for an estimator (or an exported estimator's graph), an
     ``OnnxTensorPredictor`` for any other ONNX graph, served as the tensors it declares."""
-    artifact = ModelArtifact.load(model_dir, require_sha256=require_sha256, onnx_session=onnx_session)
-    if isinstance(artifact.estimator, GenericOnnxModel):
-        return OnnxTensorPredictor.from_artifact(artifact, **options)
-    return Predictor.from_artifact(artifact, **options)
+    return Predictor.load(model_dir, require_sha256=require_sha256, onnx_session=onnx_session, **options)
 
 
 def quiet_sklearn() -> None:
