@@ -115,8 +115,8 @@ class ModelSettings:
     onnx_intra_op_threads: int = setting(
         1,
         "ONNX Runtime's threads within one operator, for a model.onnx (a framework's export, or one "
-        "python -m model_server.export wrote): 1 per worker, as batches are small and threads would contend; more for a large graph "
-        "(a convolutional network) on a pod with cores to spare.",
+        "python -m model_server.export wrote): 1 per worker, as batches are small and threads would "
+        "contend; more for a large graph (a convolutional network) on a pod with cores to spare.",
         int,
         minimum=1,
     )
