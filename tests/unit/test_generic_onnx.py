@@ -273,3 +273,19 @@ def test_session_settings_reach_onnx_runtime(tmp_path):
     assert str(options.graph_optimization_level).endswith("ORT_ENABLE_BASIC")
     assert isinstance(model, GenericOnnxModel) and model.warm_up() >= 0
     assert {k: v.shape for k, v in model.zeros().items()} == {"x": (1, 2)}
+
+
+def test_a_warmup_file_of_v2_requests_checks_a_generic_graph_before_it_serves(tmp_path):
+    from model_server.core.repository import WARMUP_FILE, check
+
+    directory = two_inputs(tmp_path)
+    predictor = load_predictor(directory)
+    tensors = [
+        {"name": name, "datatype": datatype, "shape": list(data.shape), "data": data.ravel().tolist()}
+        for name, datatype, data in good(1)
+    ]
+    (directory / WARMUP_FILE).write_text(json.dumps({"inputs": tensors}) + "\n")
+    check(predictor, directory)  # answers: nothing raised
+    (directory / WARMUP_FILE).write_text(json.dumps({"inputs": tensors[:1]}) + "\n")
+    with pytest.raises(ArtifactError, match=r"request 1 failed: InvalidInput: missing inputs \['b'\]"):
+        check(predictor, directory)
