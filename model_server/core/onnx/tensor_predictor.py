@@ -112,8 +112,9 @@ class OnnxTensorPredictor:
         predictor = cls(artifact, **options)
         model = predictor.model
         logger.info(
-            "loaded %s (generic ONNX graph, sha256 %s, version %s, inputs %s, outputs %s, %s)",
+            "loaded %s (%s, sha256 %s, version %s, inputs %s, outputs %s, %s)",
             artifact.path,
+            artifact.metadata.name or "generic ONNX graph",
             artifact.sha256[:12],
             predictor.version,
             [spec.metadata()["shape"] for spec in model.inputs],
