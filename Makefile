@@ -88,6 +88,7 @@ BENCH_ARGS ?=
 bench: venv
 	$(PYTHON) -m benchmarks.run $(BENCH_ARGS)
 	$(PYTHON) -m benchmarks.footprint $(FOOTPRINT_ARGS)
+	$(PYTHON) -m benchmarks.onnx_generic $(if $(findstring --quick,$(BENCH_ARGS)),--quick)
 
 # Cold start, RSS and image sizes: the pickle, its ONNX export, the edge runtime, beside stock
 # KServe (see benchmarks/README.md "Footprint"); with images, e.g.

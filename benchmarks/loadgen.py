@@ -56,8 +56,9 @@ def _run(cmd: list[str], duration_s: float, preexec_fn) -> str:
     return done.stdout
 
 
-def run_wrk(url: str, body: bytes, duration_s: float, preexec_fn=None) -> LoadResult:
-    """POST `body` to `url` with wrk -t1 -c16 for `duration_s` seconds."""
+def run_wrk(url: str, body: bytes, duration_s: float, preexec_fn=None, header_length: int | None = None) -> LoadResult:
+    """POST `body` to `url` with wrk -t1 -c16 for `duration_s` seconds; `header_length`: the
+    body is a V2 binary-extension request whose JSON header is that long."""
     with tempfile.NamedTemporaryFile(suffix=".json") as body_file:
         body_file.write(body)
         body_file.flush()
@@ -73,6 +74,7 @@ def run_wrk(url: str, body: bytes, duration_s: float, preexec_fn=None) -> LoadRe
                 url,
                 "--",
                 body_file.name,
+                *([str(header_length)] if header_length is not None else []),
             ],
             duration_s,
             preexec_fn,
