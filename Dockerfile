@@ -25,7 +25,7 @@ RUN python3 -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml ./
 RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['onnx']))" > requirements.txt \
+print('\n'.join(p['dependencies']))" > requirements.txt \
  && /opt/venv/bin/pip install -r requirements.txt
 COPY README.md ./
 COPY model_server ./model_server
@@ -38,9 +38,9 @@ RUN /opt/venv/bin/python -m model_server.demo /export/mnt/models \
 
 # ---------------------------------------------------------------------------------------------
 # build: the venv with the project, pruned. Dependencies in their own layer (read from
-# pyproject.toml), so code changes rebuild quickly. The onnx extra (ONNX Runtime and the
-# converter) is in: an ensemble served from its pickle is converted at load (--backend auto) and
-# predicted many times faster, and an exported ONNX directory serves without scikit-learn.
+# pyproject.toml), so code changes rebuild quickly: the default install's, ONNX Runtime and the
+# converter included (an ensemble served from its pickle is converted at load, --backend auto,
+# and predicted many times faster; an exported ONNX directory serves without scikit-learn).
 FROM ${BASE_IMAGE} AS build
 # Index settings are passed in by scripts/build-image.sh, so no host is hard-coded here.
 ARG PIP_INDEX_URL=""
@@ -55,7 +55,7 @@ RUN python3 -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml ./
 RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['onnx']))" > requirements.txt \
+print('\n'.join(p['dependencies']))" > requirements.txt \
  && /opt/venv/bin/pip install -r requirements.txt
 COPY README.md ./
 COPY model_server ./model_server

@@ -1,4 +1,5 @@
-# One command to serve the demo model (`make run`), one to run every test (`make test`).
+# One command to serve the demo model (`make run`: serving dependencies only), one to run every
+# test (`make test`: the test extra and the tools too).
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 MODEL_NAME ?= iris
@@ -6,23 +7,31 @@ MODEL_DIR ?= models/iris
 HTTP_PORT ?= 8080
 GRPC_PORT ?= 8081
 
-.PHONY: venv demo-model run test lint
+.PHONY: venv venv-serve demo-model run test lint
 
+# Two stamps in one venv: `venv-serve` installs what serving needs (`pip install -e .`, for
+# `make run`); `venv` adds the test extra (pytest, linters, the tools and libraries the tests
+# use), which every target that tests, lints or benchmarks needs.
+venv-serve: $(VENV)/.installed-serve
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed-serve: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-serve
 	$(PYTHON) -m pip install --quiet -e '.[test]'
 	touch $@
 
-$(MODEL_DIR)/model.joblib: | venv
+$(MODEL_DIR)/model.joblib: | $(VENV)/.installed-serve
 	$(PYTHON) -m model_server.demo $(MODEL_DIR)
 
 demo-model: $(MODEL_DIR)/model.joblib
 
-run: venv demo-model
-	@echo "Serving $(MODEL_DIR) as '$(MODEL_NAME)': HTTP :$(HTTP_PORT), gRPC :$(GRPC_PORT). Try:"
+run: venv-serve demo-model
+	@echo "Serving $(MODEL_DIR) as '$(MODEL_NAME)': HTTP :$(HTTP_PORT), gRPC :$(GRPC_PORT). Try, in a second terminal:"
 	@echo "  curl -s localhost:$(HTTP_PORT)/v1/models/$(MODEL_NAME):predict -d '{\"instances\": [[5.1, 3.5, 1.4, 0.2]]}'"
 	@echo "  curl -s localhost:$(HTTP_PORT)/v2/models/$(MODEL_NAME)/infer -d '{\"inputs\": [{\"name\": \"x\", \"datatype\": \"FP64\", \"shape\": [1, 4], \"data\": [5.1, 3.5, 1.4, 0.2]}]}'"
 	@echo "  curl -s localhost:$(HTTP_PORT)/v2/models/$(MODEL_NAME)"
@@ -80,6 +89,7 @@ bench: venv
 	$(PYTHON) -m benchmarks.run $(BENCH_ARGS)
 	$(PYTHON) -m benchmarks.security $(SECURITY_ARGS)
 	$(PYTHON) -m benchmarks.footprint $(FOOTPRINT_ARGS)
+	$(PYTHON) -m benchmarks.onnx_generic $(if $(findstring --quick,$(BENCH_ARGS)),--quick)
 
 # What TLS and API-key auth cost vs plain text, in one run (see benchmarks/README.md "Security"), ~2 min;
 #   make bench-security SECURITY_ARGS=--quick

@@ -56,8 +56,16 @@ def _run(cmd: list[str], duration_s: float, preexec_fn) -> str:
     return done.stdout
 
 
-def run_wrk(url: str, body: bytes, duration_s: float, preexec_fn=None, headers: tuple[str, ...] = ()) -> LoadResult:
-    """POST `body` to `url` with wrk -t1 -c16 for `duration_s` seconds; `headers`: "Name: value"
+def run_wrk(
+    url: str,
+    body: bytes,
+    duration_s: float,
+    preexec_fn=None,
+    header_length: int | None = None,
+    headers: tuple[str, ...] = (),
+) -> LoadResult:
+    """POST `body` to `url` with wrk -t1 -c16 for `duration_s` seconds; `header_length`: the
+    body is a V2 binary-extension request whose JSON header is that long; `headers`: "Name: value"
     each, sent with every request (https URLs: wrk's TLS, on kept-alive connections)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as body_file:
         body_file.write(body)
@@ -74,6 +82,7 @@ def run_wrk(url: str, body: bytes, duration_s: float, preexec_fn=None, headers: 
                 url,
                 "--",
                 body_file.name,
+                *([str(header_length)] if header_length is not None else []),
                 *headers,
             ],
             duration_s,

@@ -82,7 +82,13 @@ class Scorer:
     def predictor(self) -> Predictor:
         if self._predictor is None:
             settings = ModelSettings(backend=self.backend, require_sha256=self.require_sha256)
-            self._predictor = settings.load_predictor(self._model)
+            predictor = settings.load_predictor(self._model)
+            if not isinstance(predictor, Predictor):
+                raise InvalidInput(
+                    f"{self._model} is a generic ONNX graph: score it with "
+                    "model_server.batch.tensor_scoring.TensorScorer"
+                )
+            self._predictor = predictor
             self._check_outputs()
         return self._predictor
 

@@ -96,6 +96,8 @@ class BatchSettings(ModelSettings):
 
     def check(self) -> None:
         super().check()
+        if self.model_repository:
+            raise SettingsError("--model_repository: a batch job scores with one model (--model_dir)")
         for flag, value in (("--input", self.input), ("--output", self.output)):
             if not value:
                 raise SettingsError(f"{flag} is required")

@@ -20,6 +20,7 @@ import sys
 import threading
 
 from .codec import V1Request, V2Request, decode_v1, decode_v2_rest, loads_json
+from .codec.v2_rest import json_length
 from .errors import ModelFailure
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,9 @@ class BodyDecoder:
         self._lock = threading.Lock()  # one body at a time through the pipe
 
     async def decode(self, protocol: str, body: bytes, header_length: str | None) -> V1Request | V2Request:
-        json_bytes = int(header_length) if header_length and header_length.isdigit() else len(body)
+        json_bytes = len(body)
+        if protocol == "v2" and header_length is not None:
+            json_bytes = json_length(header_length, len(body))
         if json_bytes <= self.threshold:  # binary tensors cost nothing to parse: only JSON counts
             return decode_body(protocol, body, header_length)
         ok, value = await asyncio.to_thread(self._exchange, (protocol, body, header_length))

@@ -8,8 +8,8 @@ divides that cost by the batch size:
   has already done. ``LinearEngine`` computes scikit-learn's own decision formula from the fitted
   ``coef_``/``intercept_`` without it.
 - A forest costs a Python call per tree, for one row as for sixty-four. The same forest converted
-  by skl2onnx runs in ONNX Runtime in a tiny fraction of that (``onnx/engine.py``, needs
-  ``pip install 'sklearn-model-server[onnx]'``).
+  by skl2onnx runs in ONNX Runtime in a tiny fraction of that (``onnx/engine.py``; onnxruntime
+  and skl2onnx are default dependencies).
 
 A twin is used only if it gives the estimator's answers on a parity sample of numeric rows;
 otherwise the server says why and keeps scikit-learn. ``--backend``:
@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -46,9 +47,17 @@ PROBABILITY_TOLERANCE = 1e-5
 INLINE_SECONDS = 100e-6
 
 
-def engine_for(estimator, backend: str, n_features: int | None, numeric: bool, allow_nan: bool = False):
+def engine_for(
+    estimator,
+    backend: str,
+    n_features: int | None,
+    numeric: bool,
+    allow_nan: bool = False,
+    onnx_cache: Path | None = None,
+):
     """The engine for ``--backend`` sklearn, auto or onnx: the estimator or its faithful twin.
-    ``allow_nan``: the model takes NaN, so the parity sample holds NaN too."""
+    ``allow_nan``: the model takes NaN, so the parity sample holds NaN too; ``onnx_cache``: where
+    the converted graph of this estimator is kept between starts (``onnx/engine.py``)."""
     if isinstance(estimator, OnnxModel):  # an exported model: it runs in ONNX Runtime already
         if not estimator.takes_columns:
             estimator.inline_max_rows = _rows_within(INLINE_SECONDS, estimator, parity_sample(estimator.n_features_in_))
@@ -62,11 +71,11 @@ def engine_for(estimator, backend: str, n_features: int | None, numeric: bool, a
             return estimator
         if not _onnx_installed():
             logger.info(
-                "backend auto: ONNX Runtime is not installed (pip install 'sklearn-model-server[onnx]'); "
-                "using scikit-learn"
+                "backend auto: ONNX Runtime is not installed (pip install onnxruntime skl2onnx: default "
+                "dependencies); using scikit-learn"
             )
             return estimator
-    return _checked_twin(estimator, OnnxEngine, n_features, numeric, allow_nan)
+    return _checked_twin(estimator, OnnxEngine, n_features, numeric, allow_nan, cache=onnx_cache)
 
 
 def _is_ensemble(estimator) -> bool:
@@ -86,34 +95,43 @@ def _onnx_installed() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "skl2onnx"))
 
 
-def _checked_twin(estimator, engine_type, n_features: int | None, numeric: bool, allow_nan: bool = False):
-    """``engine_type(estimator, sample)``, if it converts and passes the parity check; else the estimator."""
+def _checked_twin(
+    estimator, engine_type, n_features: int | None, numeric: bool, allow_nan: bool = False, **engine_options
+):
+    """``engine_type(estimator, sample, **engine_options)``, if it converts and passes the parity
+    check; else the estimator."""
     name = engine_type.__name__
     if not numeric or n_features is None or not hasattr(estimator, "predict_proba"):
         logger.warning("%s: only classifiers over numeric features convert; using scikit-learn", name)
         return estimator
     sample = parity_sample(n_features)
     try:
-        twin = engine_type(estimator, sample)
+        twin = engine_type(estimator, sample, **engine_options)
         problem = parity_problem(estimator, twin, sample)
         nan_problem = allow_nan and parity_problem(estimator, twin, parity_sample(n_features, allow_nan=True))
     except ImportError:
         logger.warning(
-            "%s: skl2onnx/onnxruntime not installed (pip install 'sklearn-model-server[onnx]'); using scikit-learn",
+            "%s: skl2onnx/onnxruntime not installed (pip install onnxruntime skl2onnx: default "
+            "dependencies); using scikit-learn",
             name,
         )
         return estimator
     except Exception as exc:  # any converter or runtime failure means: keep scikit-learn
         logger.warning("%s: conversion failed (%s: %s); using scikit-learn", name, type(exc).__name__, exc)
         return estimator
+    if problem and getattr(twin, "from_cache", False):  # not this estimator's graph: convert it anew
+        logger.warning("%s: the cached graph's %s; converting again", name, problem)
+        engine_options["cache"].unlink(missing_ok=True)
+        return _checked_twin(estimator, engine_type, n_features, numeric, allow_nan, **engine_options)
     if problem:
         logger.warning("%s: %s on the parity sample; using scikit-learn", name, problem)
         return estimator
     twin.inline_max_rows = _rows_within(INLINE_SECONDS, twin, sample)
     logger.info(
-        "%s: %s converted, parity holds on %d rows; batches up to %d rows predicted on the event loop",
+        "%s: %s %s, parity holds on %d rows; batches up to %d rows predicted on the event loop",
         name,
         type(estimator).__name__,
+        "read from the conversion cache" if getattr(twin, "from_cache", False) else "converted",
         len(sample),
         twin.inline_max_rows,
     )

@@ -7,7 +7,11 @@
       "sha256": "<hex digest of the model file>",              # verified before unpickling
       "documents": true,                                       # takes a 1-D sequence of strings
       "export": {...},                                         # written by python -m model_server.export
-      "skops_trusted_types": ["sklearn.tree._tree.Tree"]       # model.skops: types trusted beyond skops'
+      "skops_trusted_types": ["sklearn.tree._tree.Tree"],      # model.skops: types trusted beyond skops'
+      "name": "resnet18",                                      # a generic ONNX graph: what it is (logged)
+      "inputs": {"x": {"description": "..."}},                 # per-input and per-output descriptions,
+      "outputs": {"probs": {"description": "..."}},            # in V2 metadata's tensor parameters
+      "probabilities": "probs"                                 # the output class_labels label
     }
 
 Every key is optional; what is missing is derived from the estimator. Any wrong key or value is
@@ -25,7 +29,20 @@ from pathlib import Path
 from .errors import ArtifactError
 
 METADATA_FILENAME = "metadata.json"
-METADATA_KEYS = ("version", "features", "class_labels", "sha256", "documents", "export", "skops_trusted_types")
+METADATA_KEYS = (
+    "version",
+    "features",
+    "class_labels",
+    "sha256",
+    "documents",
+    "export",
+    "skops_trusted_types",
+    "name",
+    "inputs",
+    "outputs",
+    "probabilities",
+)
+TENSOR_DESCRIPTION_KEYS = ("description",)
 FEATURE_KEYS = ("name", "datatype")
 NUMERIC_DATATYPES = (
     "BOOL",
@@ -64,6 +81,10 @@ class ModelMetadata:
     documents: bool | None = None  # None: derived from the estimator (estimator_inputs.takes_documents)
     export: dict | None = None  # what `python -m model_server.export` wrote: classes, parity, sources
     skops_trusted_types: tuple[str, ...] = ()  # constructed from a skops file beyond skops' own trusted set
+    name: str | None = None  # what the model is (a generic ONNX graph's log line)
+    inputs: dict[str, str] | None = None  # tensor name -> description (a generic ONNX graph)
+    outputs: dict[str, str] | None = None
+    probabilities: str | None = None  # the graph output that class_labels label
 
 
 def read_metadata(model_dir: Path) -> ModelMetadata:
@@ -98,7 +119,15 @@ def parse_metadata(document: object, path: Path | str = METADATA_FILENAME) -> Mo
     export = document.get("export")
     if export is not None and not isinstance(export, dict):
         raise invalid("export must be an object (what python -m model_server.export writes)")
+    for key in ("name", "probabilities"):
+        value = document.get(key)
+        if value is not None and not (isinstance(value, str) and value):
+            raise invalid(f"{key} must be a non-empty string, got {value!r}"[:200])
     return ModelMetadata(
+        name=document.get("name"),
+        probabilities=document.get("probabilities"),
+        inputs=_descriptions(document.get("inputs"), "inputs", invalid),
+        outputs=_descriptions(document.get("outputs"), "outputs", invalid),
         version=str(version),
         documents=documents,
         export=export,
@@ -132,6 +161,22 @@ def _features(declared: object, invalid) -> tuple[Feature, ...] | None:
     if duplicates:
         raise invalid(f"features: duplicate names {duplicates}")
     return tuple(features)
+
+
+def _descriptions(declared: object, key: str, invalid) -> dict[str, str] | None:
+    if declared is None:
+        return None
+    if not isinstance(declared, dict):
+        raise invalid(f'{key} must be an object like {{"<tensor name>": {{"description": "..."}}}}')
+    descriptions = {}
+    for name, item in declared.items():
+        if not isinstance(item, dict) or not isinstance(item.get("description", ""), str):
+            raise invalid(f'{key}["{name}"] must be an object with a string "description"')
+        unknown = sorted(set(item) - set(TENSOR_DESCRIPTION_KEYS))
+        if unknown:
+            raise invalid(f'{key}["{name}"]: unknown keys {unknown}; allowed: {list(TENSOR_DESCRIPTION_KEYS)}')
+        descriptions[name] = item.get("description", "")
+    return descriptions
 
 
 def _type_names(declared: object, invalid) -> tuple[str, ...]:

@@ -26,7 +26,9 @@ from .batching import MicroBatcher
 from .codec import LABEL, PREDICT, PROBA, Output, V1Request, V2Request, datatype_of
 from .errors import ArtifactError, InvalidInput, ModelFailure, RequestTooLarge
 from .metrics import BATCH_ROWS, PREDICT_SECONDS
+from .onnx.generic import GenericOnnxModel
 from .onnx.model import OnnxModel
+from .onnx.tensor_predictor import OnnxTensorPredictor
 from .schema import InputSchema
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class Predictor:
         max_request_rows: int | None = None,
         model_name: str = "",
         version: str | None = None,
+        onnx_cache_dir: str | Path | None = None,
     ):
         """``version``: what a versions directory names it (else metadata.json's, else "1")."""
         self.artifact = artifact
@@ -60,7 +63,11 @@ class Predictor:
         self.output_types = self._derive_output_types()
         # What predicts: the estimator, or a faster twin that gives the same answers (engines.py).
         schema = self.schema
-        self.engine = engines.engine_for(estimator, backend, schema.n_features, schema.numeric, schema.allow_nan)
+        # The converted graph is kept by the model file's content (and the width it was converted for).
+        onnx_cache = Path(onnx_cache_dir) / f"{artifact.sha256}-{schema.n_features}.onnx" if onnx_cache_dir else None
+        self.engine = engines.engine_for(
+            estimator, backend, schema.n_features, schema.numeric, schema.allow_nan, onnx_cache=onnx_cache
+        )
         # One thread: predict calls never overlap, and batches grow while one runs.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="predict", initializer=quiet_sklearn)
         self.batcher = MicroBatcher(
@@ -78,10 +85,19 @@ class Predictor:
         self.in_flight = 0
 
     @classmethod
-    def load(cls, model_dir: str | Path, require_sha256: bool = False, **options) -> Predictor:
+    def load(
+        cls, model_dir: str | Path, require_sha256: bool = False, onnx_session=None, **options
+    ) -> Predictor | OnnxTensorPredictor:
         """``require_sha256``: refuse an unpinned pickle (``ModelArtifact.load``)."""
-        predictor = cls(ModelArtifact.load(model_dir, require_sha256=require_sha256), **options)
-        artifact = predictor.artifact
+        artifact = ModelArtifact.load(model_dir, require_sha256=require_sha256, onnx_session=onnx_session)
+        return cls.from_artifact(artifact, **options)
+
+    @classmethod
+    def from_artifact(cls, artifact: ModelArtifact, **options) -> Predictor | OnnxTensorPredictor:
+        """A Predictor; for a generic ONNX graph, its OnnxTensorPredictor (the same face)."""
+        if isinstance(artifact.estimator, GenericOnnxModel):
+            return OnnxTensorPredictor.from_artifact(artifact, **options)
+        predictor = cls(artifact, **options)
         logger.info(
             "loaded %s (%s, %s, sha256 %s, version %s, %s features, predicting with %s)",
             artifact.path,
@@ -147,6 +163,10 @@ class Predictor:
         """V2 metadata's platform: Triton's name for an ONNX graph, else sklearn."""
         return "onnxruntime_onnx" if isinstance(self.estimator, OnnxModel) else "sklearn"
 
+    def probe(self):
+        """A row to predict before the version takes traffic (None: nothing to synthesize)."""
+        return self.schema.probe()
+
     def inputs_metadata(self) -> list[dict]:
         if self.schema.features:
             return [{"name": f.name, "datatype": f.datatype, "shape": [-1]} for f in self.schema.features]
@@ -200,6 +220,8 @@ class Predictor:
             raise request.unknown_outputs(unknown, type(self.estimator).__name__, list(self.output_types))
         if isinstance(request, V2Request):
             return self.schema.from_tensors(request.inputs), outputs
+        if request.columnar:
+            raise InvalidInput('missing "instances": this model takes rows, {"instances": [[...], ...]}')
         return self.schema.from_rows(request.instances), outputs
 
     def predict_batch(self, X, outputs: frozenset) -> dict[str, np.ndarray]:

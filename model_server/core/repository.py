@@ -87,7 +87,7 @@ def completeness_problem(directory: Path) -> str | None:
 class VersionState:
     """A version the repository knows of, for /v2/repository/index."""
 
-    state: str  # READY, UNAVAILABLE (unloaded, or refused), LOADING
+    state: str  # READY, UNAVAILABLE (unloaded, or refused); LOADING is reported while a load runs
     reason: str = ""
 
 
@@ -114,6 +114,7 @@ class ModelRepository:
         # By (model, directory key: the version directory's name, or "" for a model directory):
         self._loaded: dict[tuple[str, str], tuple[tuple, Predictor]] = {}  # fingerprint, predictor
         self._refused: dict[tuple[str, str], tuple] = {}  # fingerprint: not retried until it changes
+        self._loading: set[tuple[str, str]] = set()  # (name, version key) being loaded now, for index()
         self._seen: dict[Path, tuple] = {}  # the last look at each version directory
         self._looked: set[str] = set()  # models whose versions were looked at once already
         self._locks: dict[str, threading.Lock] = {}
@@ -258,6 +259,7 @@ class ModelRepository:
             if loaded is not None and loaded[0] == fingerprint(path) and loaded[1] in serving:
                 served[loaded[1].version] = loaded[1]
                 continue
+            self._loading.add((name, key))
             try:
                 predictor = self.load_predictor(path, name, key or None)
                 check(predictor, path)
@@ -267,6 +269,8 @@ class ModelRepository:
                 if loaded is not None and loaded[1] in serving:
                     served[loaded[1].version] = loaded[1]  # the old one keeps serving
                 continue
+            finally:
+                self._loading.discard((name, key))
             served[predictor.version] = predictor
             self._loaded[(name, key)] = (fingerprint(path), predictor)
             self._refused.pop((name, key), None)
@@ -315,10 +319,15 @@ class ModelRepository:
         entries = []
         for name in self.discover():
             states = self._states.get(name, {})
-            if not states:
+            loading = {key for n, key in set(self._loading) if n == name}
+            if "" in loading and not any(s.state == "READY" for s in states.values()):
+                entries.append({"name": name, "state": "LOADING"})  # its version is known once loaded
+            elif not states and not loading:
                 entries.append({"name": name, "state": "UNAVAILABLE", "reason": "not loaded"})
-            for version in sorted(states, key=version_order):
-                state = states[version]
+            for version in sorted(states.keys() | loading - {""}, key=version_order):
+                state = states.get(version, VersionState("LOADING"))
+                if version in loading and state.state != "READY":  # READY: it serves while its files reload
+                    state = VersionState("LOADING")
                 entry = {"name": name, "version": version, "state": state.state}
                 if state.reason:
                     entry["reason"] = state.reason
@@ -374,7 +383,7 @@ def check(predictor: Predictor, directory: Path) -> None:
             except Exception as exc:
                 raise ArtifactError(f"{warmup}: request {number} failed: {type(exc).__name__}: {exc}") from None
         return
-    X = predictor.schema.probe()
+    X = predictor.probe()
     if X is None:
         return  # width unknown: nothing to synthesize
     try:

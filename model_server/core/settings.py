@@ -82,8 +82,8 @@ class ModelSettings:
     )
     backend: str = setting(
         "auto",
-        "What predicts. sklearn: the estimator's own methods. onnx: ONNX Runtime (the [onnx] extra: "
-        "sklearn-model-server[onnx]) for any classifier over numeric features that skl2onnx converts and that "
+        "What predicts. sklearn: the estimator's own methods. onnx: ONNX Runtime (a default dependency) "
+        "for any classifier over numeric features that skl2onnx converts and that "
         "gives the same answers on a parity sample, else scikit-learn. auto: a logistic regression "
         "through LinearEngine, a scikit-learn ensemble through ONNX Runtime when it is installed, "
         "anything else through scikit-learn.",
@@ -112,6 +112,46 @@ class ModelSettings:
         "sklearnserver loads it. skops files need no pin (only trusted types are constructed).",
         boolean,
     )
+    onnx_intra_op_threads: int = setting(
+        1,
+        "ONNX Runtime's threads within one operator, for a model.onnx (a framework's export, or one "
+        "python -m model_server.export wrote): 1 per worker, as batches are small and threads would "
+        "contend; more for a large graph (a convolutional network) on a pod with cores to spare.",
+        int,
+        minimum=1,
+    )
+    onnx_inter_op_threads: int = setting(
+        1, "ONNX Runtime's threads across independent operators of an ONNX graph.", int, minimum=1
+    )
+    onnx_graph_optimization: str = setting(
+        "all",
+        "ONNX Runtime's graph optimization level at load: disable, basic, extended or all.",
+        choices=("disable", "basic", "extended", "all"),
+    )
+    onnx_warmup: bool = setting(
+        False,
+        "Run a generic ONNX graph once at load on zeros of its declared shapes (dynamic dimensions 1), "
+        "before the model is ready, so that the first request is not the slow one.",
+        boolean,
+    )
+    onnx_cache_dir: str | None = setting(
+        None,
+        "Keep the ONNX graphs that --backend converts from pickles here (one file per model file's "
+        "sha256), so that the next start reads the graph instead of converting again and needs no "
+        "converter; a Kubernetes emptyDir or a PVC. Unset: convert at every start.",
+        optional(str),
+    )
+
+    def onnx_session(self):
+        """ONNX Runtime's session settings (``core.onnx.generic.SessionSettings``)."""
+        from .onnx.generic import SessionSettings
+
+        return SessionSettings(
+            intra_op_threads=self.onnx_intra_op_threads,
+            inter_op_threads=self.onnx_inter_op_threads,
+            graph_optimization=self.onnx_graph_optimization,
+            warmup=self.onnx_warmup,
+        )
 
     def predictor_options(self) -> dict:
         """What ``Predictor.load`` takes from these settings: the same for every front end."""
@@ -120,6 +160,8 @@ class ModelSettings:
             "max_batch_size": self.max_batch_size,
             "max_batch_wait_ms": self.max_batch_wait_ms,
             "require_sha256": self.require_sha256,
+            "onnx_cache_dir": self.onnx_cache_dir,
+            "onnx_session": self.onnx_session(),
         }
 
     def load_predictor(self, path: str | Path, name: str = "", version: str | None = None, **extra):

@@ -1,16 +1,4 @@
-"""``python -m model_server.edge``: the edge runtime, for devices without Kubernetes or KServe.
-
-    python -m model_server.export --model_dir models/iris --out models/iris-onnx
-    python -m model_server.edge --model_dir models/iris-onnx --model_name iris --http_port 8080
-
-Serves a model directory (an exported ONNX directory, to need no scikit-learn) over the same V1
-and V2 REST protocol as the server, with the same codec, schema checks, error messages,
-micro-batching, limits and drain on SIGTERM: the same ASGI routes (``http.routes.DataPlaneRoutes``) on
-uvicorn, over the same core. It imports neither KServe, FastAPI, pandas, scikit-learn nor scipy
-(a pickled model would bring scikit-learn in: export it first). No gRPC: on a device REST is
-what clients have; the main server serves gRPC. TLS, mutual TLS and ``--auth`` as the server's
-(docs/security.md: the edge device case).
-"""
+"""``python -m model_server.edge``: the edge runtime (what it is: ``edge/__init__.py``)."""
 
 from __future__ import annotations
 
@@ -24,6 +12,7 @@ from ..core.errors import ModelServerError, status_of
 from ..core.event_loop import use_event_loop
 from ..http.drain import Drain
 from ..http.protocol import ServerHttpProtocol
+from . import __doc__ as EDGE_DOC
 from .app import build
 from .settings import EdgeSettings
 
@@ -31,7 +20,7 @@ logger = logging.getLogger("model_server.edge")
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = EdgeSettings.from_args(argv, prog="python -m model_server.edge", description=__doc__.split("\n\n")[0])
+    settings = EdgeSettings.from_args(argv, prog="python -m model_server.edge", description=EDGE_DOC.split("\n\n")[0])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         tls, authenticator = settings.server_tls(), settings.authenticator()

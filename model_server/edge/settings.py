@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.errors import SettingsError
 from ..core.settings import ModelSettings, redefault, setting
 from ..http.settings import HttpSettings
 
@@ -15,3 +16,8 @@ class EdgeSettings(HttpSettings):
     host: str = setting("0.0.0.0", "Address to listen on.")
     drain_seconds: float = redefault(HttpSettings, "drain_seconds", 0.0)
     grace_seconds: float = redefault(HttpSettings, "grace_seconds", 10.0)
+
+    def check(self) -> None:
+        super().check()
+        if self.model_repository:
+            raise SettingsError("--model_repository: the edge runtime serves one model (--model_dir)")

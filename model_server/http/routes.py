@@ -227,7 +227,7 @@ class DataPlaneRoutes:
 
     async def _read_body(self, receive, headers: dict) -> bytes:
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+        if declared is not None and declared.isdigit() and (len(declared) > 18 or int(declared) > self.max_body_bytes):
             raise RequestTooLarge(f"request body exceeds {self.max_body_bytes} bytes")
         chunks, size = [], 0
         while True:

@@ -165,8 +165,12 @@ class SklearnInferenceServicer(InferenceServicer):
 
     async def ModelMetadata(self, request, context):
         metadata = self.ours.model_metadata(request.name, request.version or None)
+        # TensorMetadata has no parameters (REST's carry dimension names and descriptions).
         tensors = {
-            kind: [pb.ModelMetadataResponse.TensorMetadata(**spec) for spec in metadata[kind]]
+            kind: [
+                pb.ModelMetadataResponse.TensorMetadata(name=s["name"], datatype=s["datatype"], shape=s["shape"])
+                for s in metadata[kind]
+            ]
             for kind in ("inputs", "outputs")
         }
         return pb.ModelMetadataResponse(

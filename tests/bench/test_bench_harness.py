@@ -206,6 +206,26 @@ def test_footprint_harness_measures_every_server(tmp_path):
     assert (tmp_path / "footprint.md").read_text() in done.stdout
 
 
+def test_generic_onnx_benchmark_quick_run_writes_every_figure(tmp_path):
+    # Both exports through the server over V2 binary and gRPC, beside the bare session; no figure asserted.
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.onnx_generic", "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    results = json.loads((tmp_path / "onnx_generic.json").read_text())
+    assert "xgboost" in results["models"]  # shipped with the tests; paddle_image needs PyPI once
+    for model in results["models"].values():
+        assert model["bare"]["req_per_s"] > 0
+        assert set(model["server"]) == {"v2-binary", "v2-grpc"}
+        for run in model["server"].values():
+            assert run["valid"] and run["req_per_s"] > 0 and run["target_met"] == (run["ratio_to_bare"] >= 0.8)
+    assert "| server v2-grpc |" in (tmp_path / "onnx_generic.md").read_text()
+
+
 def test_security_benchmark_runs_every_variant_with_no_failed_response(tmp_path):
     """benchmarks.security --quick: plain text, TLS and API-key servers under wrk and h2load (the
     credential sent by both, TLS spoken by both); every run valid, every target reported."""

@@ -207,6 +207,16 @@ def test_shutdown_and_management_settings_reach_the_server(helm):
     assert "terminationGracePeriodSeconds" not in isvc_of(helm_template(helm, *KNATIVE))["spec"]["predictor"]
 
 
+def test_onnx_session_values_become_the_server_flags(helm):
+    assert not any(arg.startswith("--onnx_") for arg in runtime_of(helm_template(helm))["args"])  # the defaults
+    values = ["intraOpThreads=2", "interOpThreads=3", "graphOptimization=basic", "warmup=true"]
+    args = runtime_of(helm_template(helm, *[a for v in values for a in ("--set", f"model.onnx.{v}")]))["args"]
+    expected = {"--onnx_intra_op_threads=2", "--onnx_inter_op_threads=3", "--onnx_graph_optimization=basic"}
+    assert expected | {"--onnx_warmup=true"} <= set(args)
+    # The schema refuses a level ONNX Runtime has not.
+    assert "graphOptimization" in helm_template_error(helm, "--set", "model.onnx.graphOptimization=max")
+
+
 def test_require_sha256_reaches_every_server_it_runs(helm):
     # On by default in the chart (the server's own default stays KServe's); false leaves the flag out.
     lax = ["--set", "model.requireSha256=false"]

@@ -13,20 +13,12 @@ from model_server.stream.settings import StreamSettings
 from .kserve_rules import violations
 from .rendering import CHART, helm_template, helm_template_error, kinds, one, run
 from .test_chart import KNATIVE, RENDERINGS
+from .test_chart_stream import MINIMAL_STREAM
 
 PORTS_IDENTITY = CHART / "ci" / "ports-identity-values.yaml"
 VALUES = yaml.safe_load(PORTS_IDENTITY.read_text())
 PORTS = ["--set", "containerPorts.http=9000", "--set", "containerPorts.grpc=9001"]
-STREAM = [
-    "--set",
-    "stream.enabled=true",
-    "--set",
-    "stream.bootstrapServers=kafka:9092",
-    "--set",
-    "stream.inputTopic=in",
-    "--set",
-    "stream.outputTopic=out",
-]
+STREAM = MINIMAL_STREAM
 BATCH = ["--set", "batch.enabled=true", "--set", "batch.input=s3://in/", "--set", "batch.output=s3://out/"]
 CRON = [*BATCH, "--set", "batch.schedule=0 2 * * *"]
 EVERYTHING = [

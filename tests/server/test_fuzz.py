@@ -77,6 +77,19 @@ async def post(routes, path: str, body: bytes, headers=None) -> httpx.Response:
         return await client.post(path, content=body, headers=headers)
 
 
+@pytest.mark.parametrize("digits", ["1" * 4301, "9" * 25, "-3", "1e3", "0x10"])
+def test_header_lengths_no_integer_could_be_are_client_errors(routes, digits):
+    """A number Python cannot parse (more than 4300 digits), one past any body, or not a number."""
+    body = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 4], "data": [1, 2, 3, 4]}]})
+    # Large enough to go to the body decoder's helper, and small: both paths.
+    for padded in (body, body + b" " * (300 * 1024)):
+        response = asyncio.run(
+            post(routes, "/v2/models/iris/infer", padded, {"inference-header-content-length": digits})
+        )
+        assert response.status_code == 400, response.text
+        assert "inference-header-content-length" in response.json()["error"]
+
+
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=V2_BODY, binary_tail=st.binary(max_size=40), with_header=st.booleans())
 def test_v2_bodies_never_get_a_5xx(routes, body, binary_tail, with_header):

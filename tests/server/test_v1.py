@@ -79,7 +79,7 @@ def test_cloudevents_in_and_out(served_model, mode):
 
 
 def test_pipelined_requests_and_connection_close_on_a_raw_socket(served_model):
-    # Responses are written once per loop iteration (rest.CoalescingHttpToolsProtocol): pipelined
+    # Responses are written once per loop iteration (http.protocol.ServerHttpProtocol): pipelined
     # requests must still come back whole and in order, and "Connection: close" only after the
     # last response has been sent.
     host, port = served_model.http_url.removeprefix("http://").split(":")

@@ -216,3 +216,28 @@ def test_loads_beside_traffic_share_the_gil_more_often_and_restore_it_after(tmp_
     assert seen == {"slow": LOADING_SWITCH_SECONDS, "fast": LOADING_SWITCH_SECONDS}
     assert during == LOADING_SWITCH_SECONDS
     assert sys.getswitchinterval() == before
+
+
+@pytest.mark.parametrize("layout", ["versions", "model directory"])
+def test_the_index_says_loading_while_a_load_runs(tmp_path, demo_v1_v2, layout):
+    source = versions_dir(tmp_path / "m", demo_v1_v2, (1,)) if layout == "versions" else demo_v1_v2[0]
+    started, release = threading.Event(), threading.Event()
+
+    def slow_loader(path, name, version):
+        started.set()
+        release.wait(10)
+        return load_predictor(path, name, version)
+
+    repository = ModelRepository(slow_loader)
+    repository.add("m", source)
+    assert repository.index() == [{"name": "m", "state": "UNAVAILABLE", "reason": "not loaded"}]
+    loader = threading.Thread(target=repository.load_now, args=("m",))
+    loader.start()
+    assert started.wait(10)
+    expected = (
+        {"name": "m", "version": "1", "state": "LOADING"} if layout == "versions" else {"name": "m", "state": "LOADING"}
+    )
+    assert repository.index() == [expected]
+    release.set()
+    loader.join()
+    assert repository.index() == [{"name": "m", "version": "1", "state": "READY"}]

@@ -25,6 +25,11 @@ OTHER_VALUES = {
     "max_batch_size": ("64", 64),
     "max_batch_wait_ms": ("2.5", 2.5),
     "require_sha256": ("true", True),
+    "onnx_cache_dir": ("/var/cache/onnx", "/var/cache/onnx"),
+    "onnx_intra_op_threads": ("4", 4),
+    "onnx_inter_op_threads": ("2", 2),
+    "onnx_graph_optimization": ("basic", "basic"),
+    "onnx_warmup": ("true", True),
     "http_port": ("9000", 9000),
     "grpc_port": ("9001", 9001),
     "enable_grpc": ("false", False),
@@ -240,6 +245,20 @@ def test_every_front_end_s_help_renders_each_flag_with_its_variable(where):
     for field in dataclasses.fields(cls):
         if field.name not in unused:  # the rollout hides what it has no use for
             assert env_name(field.name) in text, field.name
+
+
+@pytest.mark.parametrize(
+    "where, required",
+    [
+        ("model_server.edge.settings:EdgeSettings", []),
+        ("model_server.batch.settings:BatchSettings", ["--input", "i", "--output", "o"]),
+        ("model_server.stream.settings:StreamSettings", ["--input_topic", "in", "--output_topic", "out"]),
+    ],
+)
+def test_one_model_front_ends_refuse_a_repository_they_would_ignore(capsys, where, required):
+    with pytest.raises(SystemExit) as exited:
+        settings_class(where).from_args([*required, "--model_repository", "/models"], environ={})
+    assert exited.value.code == 2 and "--model_repository" in capsys.readouterr().err
 
 
 def test_kserve_tls_names_are_the_same_setting_as_ours():

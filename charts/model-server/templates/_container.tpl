@@ -13,6 +13,20 @@
 - {{ printf "--drain_seconds=%v" .Values.server.drainSeconds | quote }}
 - {{ printf "--grace_seconds=%v" .Values.server.graceSeconds | quote }}
 - {{ printf "--repository_api=%t" (or .Values.server.repositoryApi .Values.multiModel.enabled) | quote }}
+{{- with .Values.model.onnx }}
+{{- if ne (int .intraOpThreads) 1 }}
+- {{ printf "--onnx_intra_op_threads=%d" (int .intraOpThreads) | quote }}
+{{- end }}
+{{- if ne (int .interOpThreads) 1 }}
+- {{ printf "--onnx_inter_op_threads=%d" (int .interOpThreads) | quote }}
+{{- end }}
+{{- if ne .graphOptimization "all" }}
+- {{ printf "--onnx_graph_optimization=%s" .graphOptimization | quote }}
+{{- end }}
+{{- if .warmup }}
+- --onnx_warmup=true
+{{- end }}
+{{- end }}
 {{- if .Values.model.requireSha256 }}
 - --require_sha256=true
 {{- end }}

@@ -20,16 +20,23 @@ from .types import JSON_CONTENT, InferenceResponse, Tensor, V2Request
 INFERENCE_HEADER_LENGTH = "inference-header-content-length"
 
 
+def json_length(header_length: str, body_size: int) -> int:
+    """The ``inference-header-content-length``: a decimal count of bytes within the body, else a
+    400 (a value of thousands of digits is one too: Python refuses to parse it, a ValueError)."""
+    text = header_length.strip()
+    if not text.isdigit() or not text.isascii():
+        raise InvalidInput(f"{INFERENCE_HEADER_LENGTH} must be an integer, got {header_length[:40]!r}")
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(body_size)) or int(digits) > body_size:
+        raise InvalidInput(f"{INFERENCE_HEADER_LENGTH} is {text[:40]}, but the body has {body_size} bytes")
+    return int(digits)
+
+
 def decode_v2_rest(body: bytes, header_length: str | None) -> V2Request:
     """A V2 REST body; with the binary extension the JSON header is followed by tensor bytes."""
     binary = b""
     if header_length is not None:
-        try:
-            n = int(header_length)
-        except ValueError:
-            raise InvalidInput(f"{INFERENCE_HEADER_LENGTH} must be an integer, got {header_length!r}") from None
-        if not 0 <= n <= len(body):
-            raise InvalidInput(f"{INFERENCE_HEADER_LENGTH} is {n}, but the body has {len(body)} bytes")
+        n = json_length(header_length, len(body))
         body, binary = body[:n], memoryview(body)[n:]
     doc = loads_json(body)
     if not isinstance(doc, dict):
