@@ -64,6 +64,9 @@ class ModelMetadata:
     documents: bool | None = None  # None: derived from the estimator (estimator_inputs.takes_documents)
     export: dict | None = None  # what `python -m model_server.export` wrote: classes, parity, sources
     skops_trusted_types: tuple[str, ...] = ()  # constructed from a skops file beyond skops' own trusted set
+    # Not metadata.json keys: what an MLflow model's MLmodel declares (artifact/mlflow_model.py).
+    params: tuple[str, ...] = ()  # the inference params its signature declares (MLflow's "params")
+    predict_fn: str = "predict"  # the method its pyfunc flavor answers /invocations with
 
 
 def read_metadata(model_dir: Path) -> ModelMetadata:
