@@ -14,7 +14,9 @@ content-type parameter taken is ``charset=utf-8``, as in MLflow's server
 Decoded into a ``V2Request``: one [N] tensor per named column, or one [N, F] tensor when the
 columns have no names (or the model has none), so that ``core/schema.py`` decides column order,
 types and every error exactly as it does for V2 per-feature tensors (a signature's columns are the
-model's features: ``artifact/mlflow_model.py``). No pandas: MLflow's server builds a DataFrame per
+model's features: ``artifact/mlflow_model.py``). Columns a model with named features does not
+take are left out, as MLflow's schema enforcement leaves them (a client may send its whole frame,
+label column included); a column it needs and lacks is a 400 naming it. No pandas: MLflow's server builds a DataFrame per
 request, the larger part of its cost.
 
 Out: ``{"predictions": [...]}``, one entry per row (a list per row where the model answers several
@@ -98,7 +100,7 @@ def decode_mlflow(
             f"serve (it serves {', '.join(PREDICT_FNS)}); its V1 and V2 routes answer predict"
         )
     columns = _csv_columns(body, text_columns) if mime == CSV else _json_columns(body, declared_params)
-    return V2Request(None, _tensors(columns, numeric_columns), [output])
+    return V2Request(None, _tensors(columns, text_columns | numeric_columns, numeric_columns), [output])
 
 
 def encode_mlflow(request: V2Request, response: InferenceResponse) -> tuple[bytes, dict[str, str]]:
@@ -244,17 +246,17 @@ def _numbers(column: list[str]) -> list:
 # -- to tensors ----------------------------------------------------------------------------------
 
 
-def _tensors(columns: Columns, numeric_columns: frozenset[str]) -> list[Tensor]:
+def _tensors(columns: Columns, known_columns: frozenset[str], numeric_columns: frozenset[str]) -> list[Tensor]:
     if not columns.values or not columns.values[0]:
         raise InvalidInput("the input has no rows")
     if columns.names is None:
         return [_matrix(columns.values)]
     if len(set(columns.names)) != len(columns.names):
         raise InvalidInput(f"duplicate column names in {columns.names}")
-    return [
-        _column(name, values, name in numeric_columns)
-        for name, values in zip(columns.names, columns.values, strict=True)
-    ]
+    named = zip(columns.names, columns.values, strict=True)
+    if known_columns:  # columns the model does not take are left out, as MLflow's schema enforcement does
+        named = [(name, values) for name, values in named if name in known_columns]
+    return [_column(name, values, name in numeric_columns) for name, values in named]
 
 
 def _column(name: str, values: list, numeric: bool) -> Tensor:
