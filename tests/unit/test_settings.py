@@ -26,6 +26,7 @@ OTHER_VALUES = {
     "max_batch_wait_ms": ("2.5", 2.5),
     "require_sha256": ("true", True),
     "http_port": ("9000", 9000),
+    "protocols": ("v2,mlflow", ("v2", "mlflow")),
     "grpc_port": ("9001", 9001),
     "enable_grpc": ("false", False),
     "max_request_bytes": ("1024", 1024),
