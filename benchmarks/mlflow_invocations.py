@@ -37,7 +37,8 @@ from benchmarks.workloads import MODEL_BUILDERS, BenchModel, check_predictions, 
 
 SECTION = "mlflow invocations results"
 MIN_VS_MLFLOW, MAX_P99_VS_MLFLOW, MIN_VS_V2 = 10.0, 1 / 5, 0.8
-# Writes an MLflow model of a joblib file, with a signature naming the columns, in MLflow's venv.
+# Writes an MLflow model of a joblib file, with a signature naming the columns, in MLflow's venv
+# (cloudpickle: MLflow 3's default, skops, refuses a forest's tree type unless told to trust it).
 SAVE_SCRIPT = """
 import json, sys, joblib, pandas as pd, mlflow.sklearn
 from mlflow.models import infer_signature
@@ -45,7 +46,7 @@ source, target, columns = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 model = joblib.load(source)
 frame = pd.DataFrame([[0.0] * len(columns)], columns=columns)
 mlflow.sklearn.save_model(model, target, signature=infer_signature(frame, model.predict(frame.to_numpy())),
-                          pip_requirements=["scikit-learn"])
+                          serialization_format="cloudpickle", pip_requirements=["scikit-learn"])
 """
 
 

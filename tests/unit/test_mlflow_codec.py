@@ -78,13 +78,13 @@ def test_columns_the_model_does_not_take_are_left_out_and_a_missing_one_is_null(
     decoded = columns(decode(body))
     assert list(decoded) == ["colour", "size", "count"]
     assert np.isnan(decoded["size"][1][1]) and np.isnan(decoded["count"][1][0])
-    # A model without feature names takes every column, in the order sent.
-    assert [t.name for t in decode(body, text_columns=frozenset(), numeric_columns=frozenset()).inputs] == [
-        "colour",
-        "size",
-        "label",
-        "count",
-    ]
+    # A model without feature names takes every column, in the order sent, as one matrix.
+    (matrix,) = decode(
+        '{"dataframe_split": {"columns": ["b", "a"], "data": [[1, 2]]}}',
+        text_columns=frozenset(),
+        numeric_columns=frozenset(),
+    ).inputs
+    assert (matrix.datatype, matrix.data.tolist()) == ("FP64", [[1.0, 2.0]])
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ columns have no names (or the model has none), so that ``core/schema.py`` decide
 types and every error exactly as it does for V2 per-feature tensors (a signature's columns are the
 model's features: ``artifact/mlflow_model.py``). Columns a model with named features does not
 take are left out, as MLflow's schema enforcement leaves them (a client may send its whole frame,
-label column included); a column it needs and lacks is a 400 naming it. No pandas: MLflow's server builds a DataFrame per
-request, the larger part of its cost.
+label column included); a column it needs and lacks is a 400 naming it. No pandas: MLflow's
+server builds a DataFrame per request, the larger part of its cost.
 
 Out: ``{"predictions": [...]}``, one entry per row (a list per row where the model answers several
 values per row), as MLflow answers a scikit-learn model's ndarray; with ``predict_fn:
@@ -249,13 +249,14 @@ def _numbers(column: list[str]) -> list:
 def _tensors(columns: Columns, known_columns: frozenset[str], numeric_columns: frozenset[str]) -> list[Tensor]:
     if not columns.values or not columns.values[0]:
         raise InvalidInput("the input has no rows")
-    if columns.names is None:
+    if columns.names is None or not known_columns:  # no names sent, or a model without feature names
         return [_matrix(columns.values)]
     if len(set(columns.names)) != len(columns.names):
         raise InvalidInput(f"duplicate column names in {columns.names}")
-    named = zip(columns.names, columns.values, strict=True)
-    if known_columns:  # columns the model does not take are left out, as MLflow's schema enforcement does
-        named = [(name, values) for name, values in named if name in known_columns]
+    # Columns the model does not take are left out, as MLflow's schema enforcement leaves them.
+    named = [
+        (name, values) for name, values in zip(columns.names, columns.values, strict=True) if name in known_columns
+    ]
     return [_column(name, values, name in numeric_columns) for name, values in named]
 
 
