@@ -56,6 +56,31 @@ def mlflow_bin():
         pytest.skip(f"full MLflow {mlflow_env.MLFLOW_VERSION} could not be installed into {mlflow_env.VENV_DIR}: {exc}")
 
 
+@pytest.fixture(scope="module")
+def mlflow2_python():
+    try:
+        return mlflow_env.ensure_mlflow2_client()
+    except (subprocess.CalledProcessError, OSError) as exc:
+        pytest.skip(
+            f"mlflow-skinny {mlflow_env.MLFLOW2_CLIENT_VERSION} (an MLflow 2 client) could not be installed: {exc}"
+        )
+
+
+# Run by MLflow 2's Python: a DataFrame (orient="split" JSON in argv) sent by its ScoringServerClient.
+MLFLOW2_CLIENT = """
+import json, sys
+import mlflow, pandas as pd
+from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+assert mlflow.__version__.startswith("2."), mlflow.__version__
+frame = pd.read_json(sys.argv[3], orient="split")
+client = ScoringServerClient("127.0.0.1", int(sys.argv[1]))
+client.wait_server_ready(timeout=10)
+predictions = client.invoke(frame).get_predictions(predictions_format="ndarray")
+with_params = sys.argv[2] == "params" and client.invoke(frame, params={"temperature": 0.5})
+print(json.dumps(predictions.tolist()))
+"""
+
+
 @contextmanager
 def mlflow_serve(mlflow_bin: Path, model_dir: Path, timeout: float = 180):
     """``mlflow models serve --env-manager local`` on a free port until the block ends."""
@@ -198,6 +223,25 @@ def test_answers_equal_mlflow_models_serve(models, mlflow_bin, model):
         v1, v2 = v1_v2_predictions(served, frame, output)
         assert_same_predictions(v1, answers["split"])
         assert_same_predictions(v2, answers["split"])
+
+
+@pytest.mark.parametrize("model", ["mixed", "proba_params"])
+def test_an_mlflow_2_client(models, mlflow2_python, model):
+    """MLflow 2.x's ScoringServerClient (what many teams' jobs still run) against the server."""
+    ours_dir, _ = models[model]
+    frame = FRAMES[model]()
+    with start_server(ours_dir, model) as served:
+        port = str(httpx.URL(served.http_url).port)
+        params = "params" if model == "proba_params" else "none"
+        done = subprocess.run(
+            [str(mlflow2_python), "-c", MLFLOW2_CLIENT, port, params, frame.to_json(orient="split")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        expected = invocations(served.http_url, {"dataframe_split": frame.to_dict(orient="split")}).json()
+    assert_same_predictions(json.loads(done.stdout.strip().splitlines()[-1]), expected["predictions"])
 
 
 def test_error_messages_name_the_problem(models):
