@@ -106,6 +106,7 @@ def test_columns_the_model_does_not_take_are_left_out_and_a_missing_one_is_null(
         ('{"inputs": {"size": [1, 2], "count": [1]}}', r"differ in length: \[1, 2\]"),
         ('{"inputs": []}', "non-empty list"),
         ('{"dataframe_split": {"columns": ["size", "size"], "data": [[1, 2]]}}', "duplicate column names"),
+        ('{"dataframe_records": [{"a": 1, "b": 2}]}', r"none of the columns \['a', 'b'\] is one the model takes"),
         ('{"dataframe_records": [{"size": "big"}]}', "row 0, column 'size': expected a number, got str 'big'"),
         ('{"inputs": [[1]], "params": [1]}', '"params" must be an object'),
         ('{"inputs": [[1]], "params": {"top_k": 1}}', r"params \['top_k'\] are not in the model's signature"),

@@ -248,3 +248,14 @@ def test_switched_off_protocols_answer_404_and_never_reach_kserve(iris_predictor
         assert response.status_code == 404 and "--protocols mlflow" in response.json()["error"]
     assert send(routes, "GET", "/v2/health/ready").status_code == 200
     assert routes.app.seen == []
+
+
+def test_a_large_invocations_body_is_decoded_off_the_event_loop_and_answered_whole(iris_predictor):
+    dataplane = DataPlane(FixedRegistry(iris=ServedModel("iris", iris_predictor)))
+    routes = DataPlaneRoutes(Downstream(), dataplane, max_body_bytes=1 << 22)
+    rows = ROWS * 10_000  # ~400 KB of CSV: past THREAD_BYTES
+    csv = "sepal_length,sepal_width,petal_length,petal_width\n" + "\n".join(",".join(map(str, row)) for row in rows)
+    response = send(routes, "POST", "/invocations", content=csv, headers={"content-type": "text/csv"})
+    assert response.status_code == 200
+    v1 = send(routes, "POST", "/v1/models/iris:predict", json={"instances": ROWS}).json()["predictions"]
+    assert response.json()["predictions"] == v1 * 10_000

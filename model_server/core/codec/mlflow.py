@@ -257,6 +257,8 @@ def _tensors(columns: Columns, known_columns: frozenset[str], numeric_columns: f
     named = [
         (name, values) for name, values in zip(columns.names, columns.values, strict=True) if name in known_columns
     ]
+    if not named:
+        raise InvalidInput(f"none of the columns {columns.names} is one the model takes: {sorted(known_columns)}")
     return [_column(name, values, name in numeric_columns) for name, values in named]
 
 
