@@ -6,10 +6,8 @@ against the image under the real engine, as SageMaker would run it (docs/sagemak
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
-import uuid
 
 import httpx
 import pandas as pd
@@ -18,36 +16,22 @@ from sklearn.datasets import load_iris
 
 from model_server.demo import train
 
-from .container_engine import RUN_LIMITS, running_container
+from .container_engine import running_container, write_demo_model
 
 pytestmark = pytest.mark.timeout(1800)  # the first test may build the image (a few minutes, cold)
 
 IRIS = load_iris()
 COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]  # the demo model's features
 FRAME = pd.DataFrame(IRIS.data[[0, 50, 100]], columns=COLUMNS)
+JSON = "application/json"
 
 
 @pytest.fixture(scope="module")
 def model_dir(engine, image, tmp_path_factory):
-    """The demo model v1, written by the image's own scikit-learn as the engine's user (any host reads it)."""
+    """The demo model v1, as a SageMaker model archive holds it."""
     directory = tmp_path_factory.mktemp("sagemaker") / "model"
     directory.mkdir()
-    engine(
-        "run",
-        "--rm",
-        *RUN_LIMITS,
-        "--user",
-        f"{os.getuid()}:{os.getgid()}",
-        "--volume",
-        f"{directory}:/out",
-        "--entrypoint",
-        "/opt/venv/bin/python",
-        image.tag,
-        "-m",
-        "model_server.demo",
-        "/out",
-    )
-    return directory
+    return write_demo_model(engine, image, directory)
 
 
 def test_serve_with_the_model_in_opt_ml_model(engine, image, model_dir):
@@ -62,7 +46,7 @@ def test_serve_with_the_model_in_opt_ml_model(engine, image, model_dir):
         by_json = httpx.post(
             f"{url}/invocations",
             content='{"dataframe_split": ' + FRAME.to_json(orient="split") + "}",
-            headers={"content-type": "application/json"},
+            headers={"content-type": JSON},
             timeout=30,
         )
         by_csv = httpx.post(
@@ -90,38 +74,8 @@ def test_serve_with_the_model_in_opt_ml_model(engine, image, model_dir):
 
 
 def test_sagemaker_bind_to_port(engine, image, model_dir):
-    name = f"model-server-test-{uuid.uuid4().hex[:10]}"
-    engine(
-        "run",
-        "--detach",
-        "--name",
-        name,
-        "--read-only",
-        "--tmpfs",
-        "/tmp",
-        *RUN_LIMITS,
-        "--env",
-        "SAGEMAKER_BIND_TO_PORT=9090",
-        "--publish",
-        "127.0.0.1::9090",
-        "--volume",
-        f"{model_dir}:/opt/ml/model:ro",
-        image.tag,
-        "serve",
-    )
-    try:
-        url = "http://" + engine("port", name, "9090/tcp").splitlines()[0]
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, engine.run("logs", name, check=False).stderr[-4000:]
-            time.sleep(0.2)
+    run_args = ("--env", "SAGEMAKER_BIND_TO_PORT=9090", "--volume", f"{model_dir}:/opt/ml/model:ro")
+    with running_container(engine, image, "serve", run_args=run_args, http_port=9090) as container:
         body = json.dumps({"instances": FRAME.to_dict(orient="records")})
-        answer = httpx.post(f"{url}/invocations", content=body, headers={"content-type": "application/json"})
+        answer = httpx.post(f"{container.http_url}/invocations", content=body, headers={"content-type": JSON})
         assert answer.json() == {"predictions": train(1).predict(FRAME.to_numpy()).tolist()}
-    finally:
-        engine.run("rm", "--force", name, check=False)

@@ -29,7 +29,7 @@ from benchmarks import mlflow_env
 from model_server import server_version
 from tests.support.mlflow_models import iris_frame, multi_output_frame, write_models
 from tests.support.model_formats import mixed_frame
-from tests.support.servers import free_port, start_server, stop
+from tests.support.servers import free_port, start_server, stop, wait_until_ready
 
 scoring_client = pytest.importorskip("mlflow.pyfunc.scoring_server.client", reason="needs mlflow-skinny (tests extra)")
 
@@ -93,18 +93,7 @@ def mlflow_serve(mlflow_bin: Path, model_dir: Path, timeout: float = 180):
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"mlflow models serve exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow models serve not ready after {timeout}s:\n{log_path.read_text()}")
-            time.sleep(0.3)
+        wait_until_ready(url, exited(process, "mlflow models serve"), log_path.read_text, timeout, path="/ping")
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)  # mlflow runs uvicorn as a child process
@@ -113,6 +102,11 @@ def mlflow_serve(mlflow_bin: Path, model_dir: Path, timeout: float = 180):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def exited(process: subprocess.Popen, what: str):
+    """For wait_until_ready: why the process is gone, or False while it runs."""
+    return lambda: process.poll() is not None and f"{what} exited with {process.returncode}"
 
 
 def invocations(url: str, body, content_type: str | None = JSON) -> httpx.Response:
@@ -369,16 +363,9 @@ def test_serve_as_sagemaker_runs_it(models, tmp_path):
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.1)
+        wait_until_ready(
+            url, exited(process, "model_server serve"), (tmp_path / "serve.log").read_text, 60, path="/ping"
+        )
         frame = FRAMES["pickle"]()
         by_json = invocations(url, {"dataframe_split": frame.to_dict(orient="split")})
         by_csv = invocations(url, frame.to_csv(index=False), "text/csv")
