@@ -96,11 +96,16 @@ class MlflowRoutes:
         async def read():
             body = await self.read_body(receive, headers)
             predictor = self.dataplane.lookup(name).predictor_for(None)
-            schema, metadata = predictor.schema, predictor.artifact.metadata
+            schema, metadata = getattr(predictor, "schema", None), predictor.artifact.metadata
+            if schema is None:  # a predictor of named tensors, not of columns (a generic graph's, say)
+                raise NotImplementedError(
+                    f"model {name} takes tensors, not the columns of MLflow's formats: use /v2/models/{name}/infer"
+                )
             features = schema.features or ()
             text = frozenset(f.name for f in features if not f.numeric)
             numeric = frozenset(f.name for f in features if f.numeric)
-            arguments = (body, headers.get("content-type"), text, numeric, metadata.params, metadata.predict_fn)
+            params, predict_fn = getattr(metadata, "params", ()), getattr(metadata, "predict_fn", "predict")
+            arguments = (body, headers.get("content-type"), text, numeric, params, predict_fn)
             if len(body) > THREAD_BYTES:
                 return await asyncio.to_thread(decode_mlflow, *arguments)
             return decode_mlflow(*arguments)

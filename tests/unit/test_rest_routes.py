@@ -259,3 +259,16 @@ def test_a_large_invocations_body_is_decoded_off_the_event_loop_and_answered_who
     assert response.status_code == 200
     v1 = send(routes, "POST", "/v1/models/iris:predict", json={"instances": ROWS}).json()["predictions"]
     assert response.json()["predictions"] == v1 * 10_000
+
+
+def test_invocations_for_a_predictor_without_columns_say_where_to_go(iris_predictor):
+    class TensorPredictor:  # what a predictor of named tensors (no column schema) looks like here
+        version, artifact = "1", iris_predictor.artifact
+
+    dataplane = DataPlane(FixedRegistry(graph=ServedModel("graph", TensorPredictor())))
+    response = send(DataPlaneRoutes(Downstream(), dataplane, 4096), "POST", "/invocations", json={"inputs": ROWS})
+    assert response.status_code == 501
+    assert response.json() == {
+        "error_code": "NOT_IMPLEMENTED",
+        "message": "model graph takes tensors, not the columns of MLflow's formats: use /v2/models/graph/infer",
+    }
