@@ -41,4 +41,4 @@ class Fallback:
 def build(settings: EdgeSettings) -> DataPlaneRoutes:
     """The routes over the one model (``--model_dir``), loaded now."""
     dataplane = DataPlane(ModelRepository.of_one_model(settings))
-    return DataPlaneRoutes(Fallback(server_version()), dataplane, settings.max_request_bytes)
+    return DataPlaneRoutes(Fallback(server_version()), dataplane, settings.max_request_bytes, settings.protocols)

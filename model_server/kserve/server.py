@@ -134,7 +134,9 @@ class SklearnModelServer(ModelServer):
                 settings.max_header_bytes, settings.header_timeout_seconds, self.ours.state
             )
             config.load()
-            config.loaded_app = DataPlaneRoutes(config.loaded_app, self.ours, settings.max_request_bytes)
+            config.loaded_app = DataPlaneRoutes(
+                config.loaded_app, self.ours, settings.max_request_bytes, settings.protocols
+            )
             _answer_errors_from_our_table(rest)
             # Uvicorn would begin its shutdown at the first SIGTERM, closing the listener at once.
             rest._server.capture_signals = contextlib.nullcontext
