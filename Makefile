@@ -81,12 +81,15 @@ KIND_E2E_ARGS ?=
 kind-e2e: venv
 	$(PYTHON) scripts/kind_e2e.py $(KIND_E2E_ARGS)
 
-# Side-by-side benchmark vs stock KServe and MLServer (see benchmarks/README.md), ~15 min; e.g.
+# Side-by-side benchmark vs stock KServe and MLServer, then /invocations vs `mlflow models serve`
+# (see benchmarks/README.md), ~20 min; e.g.
 #   make bench BENCH_ARGS=--quick    or    BENCH_ARGS="--server-arg=--backend=onnx"
 BENCH_ARGS ?=
+MLFLOW_BENCH_ARGS ?= $(findstring --quick,$(BENCH_ARGS))
 .PHONY: bench
 bench: venv
 	$(PYTHON) -m benchmarks.run $(BENCH_ARGS)
+	$(PYTHON) -m benchmarks.mlflow_invocations $(MLFLOW_BENCH_ARGS)
 	$(PYTHON) -m benchmarks.security $(SECURITY_ARGS)
 	$(PYTHON) -m benchmarks.footprint $(FOOTPRINT_ARGS)
 	$(PYTHON) -m benchmarks.onnx_generic $(if $(findstring --quick,$(BENCH_ARGS)),--quick)

@@ -23,6 +23,10 @@ class RequestTooLarge(ModelServerError):
     """The request is over a configured size limit."""
 
 
+class UnsupportedMediaType(ModelServerError):
+    """A body in a content type (or charset) the route does not take."""
+
+
 class ModelNotFound(ModelServerError):
     """No such model (or model version) is served."""
 
@@ -70,6 +74,7 @@ STATUS: dict[type[BaseException], Status] = {
     InvalidInput: Status(400, "INVALID_ARGUMENT", 1),
     RowsRejected: Status(400, "INVALID_ARGUMENT", 2),
     RequestTooLarge: Status(413, "RESOURCE_EXHAUSTED", 1),
+    UnsupportedMediaType: Status(415, "INVALID_ARGUMENT", 1),
     ModelNotFound: Status(404, "NOT_FOUND", 1),
     ModelNotReady: Status(503, "UNAVAILABLE", 1),
     Unauthorized: Status(401, "UNAUTHENTICATED", 1),

@@ -85,6 +85,9 @@ class ModelMetadata:
     inputs: dict[str, str] | None = None  # tensor name -> description (a generic ONNX graph)
     outputs: dict[str, str] | None = None
     probabilities: str | None = None  # the graph output that class_labels label
+    # Not metadata.json keys: what an MLflow model's MLmodel declares (artifact/mlflow_model.py).
+    params: tuple[str, ...] = ()  # the inference params its signature declares (MLflow's "params")
+    predict_fn: str = "predict"  # the method its pyfunc flavor answers /invocations with
 
 
 def read_metadata(model_dir: Path) -> ModelMetadata:

@@ -46,6 +46,7 @@ def build(settings: EdgeSettings, authenticator: Authenticator | None = None) ->
         Fallback(server_version()),
         dataplane,
         settings.max_request_bytes,
+        settings.protocols,
         authenticator,
         metrics_open=not settings.auth_metrics,
     )

@@ -10,10 +10,48 @@ from ..core.errors import SettingsError
 from ..core.settings import ModelSettings, boolean, optional, setting
 from .tls import ServerTls
 
+# The HTTP protocols a listener can speak (http/routes.py): KServe's V1 and V2 REST, and MLflow's
+# scoring protocol with SageMaker's container contract (http/mlflow.py).
+
+
+class Protocols(tuple):
+    """Protocol names, shown in --help as they are written on the command line."""
+
+    def __str__(self) -> str:
+        return ",".join(self)
+
+
+PROTOCOLS = Protocols(("v1", "v2", "mlflow"))
+
+
+def protocol_list(value: str | tuple) -> Protocols:
+    """``v1,v2,mlflow`` (any of them, in any order); an unknown name is an error."""
+    if isinstance(value, str):
+        names = tuple(name.strip().lower() for name in value.split(",") if name.strip())
+    else:
+        names = tuple(value)
+    unknown = [name for name in names if name not in PROTOCOLS]
+    if unknown or not names:
+        raise ValueError(f"expected a comma-separated list of {', '.join(PROTOCOLS)}, got {value!r}")
+    return Protocols(dict.fromkeys(names))
+
+
+protocol_list.__name__ = "protocols"
+
 
 @dataclass(frozen=True)
 class HttpSettings(ModelSettings):
-    http_port: int = setting(8080, "HTTP port (V1 and V2 REST, health, metadata, /metrics).", int, minimum=0)
+    http_port: int = setting(
+        8080, "HTTP port (V1 and V2 REST, MLflow's /invocations, health, metadata, /metrics).", int, minimum=0
+    )
+    protocols: tuple[str, ...] = setting(
+        PROTOCOLS,
+        "HTTP protocols served, comma-separated: v1 (/v1/models/...), v2 (/v2/models/...), mlflow "
+        "(MLflow's scoring protocol and SageMaker's: /invocations, /ping, /health, /version, "
+        "/execution-parameters). The routes of one left out answer 404 saying so; /v2/health/* "
+        "always answer (probes use them).",
+        protocol_list,
+    )
     max_request_bytes: int = setting(
         16 * 1024 * 1024, "Largest accepted HTTP request body; larger ones get 413.", int, minimum=1
     )

@@ -3,12 +3,15 @@ directory, a versions directory, or a repository of models (``--model_repository
 
 Every setting is a flag and a ``MODEL_SERVER_*`` environment variable (``kserve/settings.py``); KServe's
 other flags (``--predictor_host``, ...) are accepted and ignored, as a ServingRuntime may pass them.
+``python -m model_server serve [flags]`` is the same server as SageMaker runs an image
+(``kserve/sagemaker.py``: the model in /opt/ml/model, the port from SAGEMAKER_BIND_TO_PORT).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 import warnings
 
@@ -25,6 +28,7 @@ from kserve import logging as kserve_logging
 from kserve import model_server as kserve_model_server
 
 from ..core.errors import ModelServerError, status_of
+from . import sagemaker
 from .model import SklearnModelRepository
 from .server import SklearnModelServer
 from .settings import ServerSettings
@@ -33,11 +37,13 @@ logger = logging.getLogger("model_server")
 
 DESCRIPTION = (
     "Serve a scikit-learn model (model.joblib / model.pkl / model.pickle, model.skops, or an MLflow model "
-    "directory; optional metadata.json) over KServe's V1, V2 REST and V2 gRPC protocols."
+    "directory; optional metadata.json) over KServe's V1, V2 REST and V2 gRPC protocols and MLflow's "
+    "scoring protocol (/invocations). `serve` first: run as SageMaker runs a container (docs/sagemaker.md)."
 )
 
 
 def parse_settings(argv: list[str] | None = None) -> ServerSettings:
+    argv = sagemaker.arguments(sys.argv[1:] if argv is None else argv, os.environ)
     return ServerSettings.from_args(argv, description=DESCRIPTION, parents=[kserve_model_server.parser])
 
 

@@ -145,6 +145,7 @@ class SklearnModelServer(ModelServer):
                 config.loaded_app,
                 self.ours,
                 settings.max_request_bytes,
+                settings.protocols,
                 self.authenticator,
                 metrics_open=not settings.auth_metrics,
             )

@@ -34,6 +34,8 @@ DATA_ROUTES = [
     ("POST", "/v2/models/iris/infer", ROW),
     ("POST", "/v2/models/iris/versions/1/infer", ROW),
     ("POST", "/v1/models/iris:predict", {"instances": [[5.1, 3.5, 1.4, 0.2]]}),
+    ("POST", "/invocations", {"inputs": [[5.1, 3.5, 1.4, 0.2]]}),  # MLflow's scoring protocol
+    ("GET", "/version", None),
     ("GET", "/v2/models/iris", None),
     ("GET", "/v2/models/iris/versions/1", None),
     ("GET", "/v2", None),  # KServe's route behind ours
@@ -43,7 +45,15 @@ DATA_ROUTES = [
     ("GET", "/docs", None),
     ("GET", "/no/such/route", None),
 ]
-OPEN_ROUTES = ["/v2/health/live", "/v2/health/ready", "/v2/models/iris/ready", "/v1/models/iris", "/"]
+OPEN_ROUTES = [
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/v2/models/iris/ready",
+    "/v1/models/iris",
+    "/",
+    "/ping",
+    "/health",
+]
 
 
 def call(base: str, method: str, path: str, body, headers: dict | None = None) -> httpx.Response:

@@ -97,15 +97,16 @@ def stop(process: subprocess.Popen, grace: float = 10) -> None:
         process.wait()
 
 
-def wait_until_ready(http_url: str, stopped, log, timeout: float, verify=True) -> None:
-    """Poll /v2/health/ready until 200; fail with the log if stopped() says why it ended, or on timeout."""
+def wait_until_ready(http_url: str, stopped, log, timeout: float, path: str = "/v2/health/ready", verify=True) -> None:
+    """Poll ``path`` until 200 (``verify``: httpx's, for https); fail with the log if stopped() says
+    why it ended, or on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         reason = stopped()
         if reason:
             raise RuntimeError(f"{reason}:\n{log()[-4000:]}")
         try:
-            if httpx.get(f"{http_url}/v2/health/ready", timeout=2, verify=verify).status_code == 200:
+            if httpx.get(f"{http_url}{path}", timeout=2, verify=verify).status_code == 200:
                 return
         except httpx.TransportError:
             pass

@@ -31,6 +31,7 @@ OTHER_VALUES = {
     "onnx_graph_optimization": ("basic", "basic"),
     "onnx_warmup": ("true", True),
     "http_port": ("9000", 9000),
+    "protocols": ("v2,mlflow", ("v2", "mlflow")),
     "grpc_port": ("9001", 9001),
     "enable_grpc": ("false", False),
     "max_request_bytes": ("1024", 1024),
