@@ -20,7 +20,7 @@ from tests.support.servers import start_server
 API_KEY = "fuzz-key"
 # Health, readiness and /metrics (without --auth_metrics) answer without a credential whatever --auth says.
 OPEN_WITH_AUTH = re.compile(
-    r"/|/metrics|/v2/health/(live|ready)|/v2/models/[^/]+(/versions/[^/]+)?/ready|/v1/models/[^/:]+"
+    r"/|/metrics|/ping|/health|/v2/health/(live|ready)|/v2/models/[^/]+(/versions/[^/]+)?/ready|/v1/models/[^/:]+"
 )
 
 
