@@ -229,7 +229,7 @@ def guarded_routes(demo_model_dir, tmp_path_factory):
         auth.build("api_key", api_keys_file=str(keys)),
         auth.build("jwt", jwks=str(jwks), issuer="i", audience="a"),
     ]
-    return [DataPlaneRoutes(Downstream(), DataPlane(registry), 1 << 20, a) for a in authenticators]
+    return [DataPlaneRoutes(Downstream(), DataPlane(registry), 1 << 20, authenticator=a) for a in authenticators]
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
