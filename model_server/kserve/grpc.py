@@ -66,7 +66,7 @@ def _aborts_with_status(rpc):
             # The repository RPCs with a management token: that token is their credential.
             own_token = management and self.ours.access.token is not None
             if check_credential and self.authenticator is not None and not own_token:
-                self.authenticator.check(dict(context.invocation_metadata()))
+                self.authenticator.check(_credentials(context))
             return await rpc(self, request, context)
         except Exception as exc:
             status = status_of(exc)
@@ -192,6 +192,14 @@ class SklearnInferenceServicer(InferenceServicer):
         return await self.ours.infer(
             request.model_name, request.model_version or None, read, protocol="grpc", encode=encode_v2_grpc
         )
+
+
+CREDENTIAL_KEYS = ("authorization", "x-api-key")
+
+
+def _credentials(context) -> dict[str, str]:
+    """The metadata a credential travels in, alone."""
+    return {key: value for key, value in context.invocation_metadata() if key in CREDENTIAL_KEYS}
 
 
 def _authorization(context) -> str | None:
