@@ -20,8 +20,9 @@ if __name__ == "__main__":
     from .import_shim import skip_package_init
 
     skip_package_init()  # no Kubernetes API client in the server process
-    from .workers import prepare_multiprocess_metrics
+    from .workers import prepare_multiprocess_metrics, resolve_auto_flag
 
+    resolve_auto_flag(sys.argv)  # before KServe's parser reads it
     # Before anything imports prometheus_client: with --workers, every worker's metrics go to files.
     prepare_multiprocess_metrics(sys.argv[1:])
 

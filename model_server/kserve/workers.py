@@ -111,6 +111,16 @@ def requested_workers(argv: list[str], environ: Mapping[str, str]) -> int:
         return 1  # the settings say what is wrong with it
 
 
+def resolve_auto_flag(argv: list[str]) -> None:
+    """``--workers auto`` in ``argv`` becomes the number it means: KServe's own parser reads
+    sys.argv when KServe is imported, and its --workers takes a number only."""
+    for i, arg in enumerate(argv):
+        if arg == "--workers" and i + 1 < len(argv) and argv[i + 1].strip().lower() == "auto":
+            argv[i + 1] = str(auto_workers())
+        elif arg.replace(" ", "").lower() == "--workers=auto":
+            argv[i] = f"--workers={auto_workers()}"
+
+
 def prepare_multiprocess_metrics(argv: list[str], environ=os.environ) -> None:
     """With more than one worker, give prometheus_client a fresh directory for every worker's
     values (unless PROMETHEUS_MULTIPROC_DIR is set already); must run before it is imported."""
