@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from model_server.kserve.workers import cpu_limit, requested_workers
 from tests.server.test_shutdown import Sent, load, watch_readiness
 from tests.support.clients import grpc_infer
-from tests.support.servers import free_port, start_server
+from tests.support.servers import start_server
 
 ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
 GRPC_INPUTS = [("input-0", "FP32", np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32))]
@@ -89,12 +89,8 @@ def test_every_worker_answers_rest_and_grpc_and_one_scrape_sums_them(demo_model_
             ("grpc", lambda: grpc_infer(served, GRPC_INPUTS, ["predict"])["predict"].tolist() == [0]),
         ):
             for _ in range(40):
-                results = []
-                threads = [threading.Thread(target=lambda: results.append(call())) for _ in range(4)]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join()
+                with ThreadPoolExecutor(4) as pool:
+                    results = [future.result() for future in [pool.submit(call) for _ in range(4)]]
                 assert all(results)
                 sent[protocol] += len(results)
                 if set(requests_by_pid(metrics_dir, protocol)) >= workers:
@@ -232,6 +228,6 @@ def test_workers_flag_over_environment():
 
 
 def test_bad_workers_value_is_refused(demo_model_dir):
-    with pytest.raises(RuntimeError, match="--workers"):
-        with start_server(demo_model_dir, "iris", "--workers=0", timeout=30):
-            pass
+    refused = pytest.raises(RuntimeError, match="--workers")
+    with refused, start_server(demo_model_dir, "iris", "--workers=0", timeout=30):
+        pass
