@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -231,3 +233,63 @@ def test_bad_workers_value_is_refused(demo_model_dir):
     refused = pytest.raises(RuntimeError, match="--workers")
     with refused, start_server(demo_model_dir, "iris", "--workers=0", timeout=30):
         pass
+
+
+def test_readiness_says_not_ready_while_a_dying_worker_backs_off(demo_model_dir, tmp_path):
+    _, server = served_with_workers(demo_model_dir, tmp_path)
+    with server as served:
+        pid = served.process.pid
+        workers = wait_for_workers(pid, 2)
+        survivor = max(workers)
+        statuses = []
+        victim = min(workers)
+        for _ in range(4):  # each kill within seconds of the start: back-off 0, then 0.5, 1, 2 s
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and (workers_of(pid) - {survivor, victim}) == set():
+                statuses.append(httpx.get(f"{served.http_url}/v2/health/ready", timeout=5).status_code)
+                time.sleep(0.02)
+            if 503 in statuses:
+                break
+            (victim,) = workers_of(pid) - {survivor}
+        assert 503 in statuses, "readiness said nothing of a worker that keeps dying"
+        assert "replacing it in 0.5s" in served.log()
+        wait_for_workers(pid, 2, without=victim)
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{served.http_url}/v2/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, "ready again once the worker is back"
+            time.sleep(0.1)
+
+
+GIVE_UP_SCRIPT = """
+import signal, sys, time
+from model_server.kserve.workers import Supervisor, WorkerHealth
+
+health = WorkerHealth()
+
+def serve(number):
+    if number == 1:
+        sys.exit(3)  # dies at once, every time
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    with open(sys.argv[1], "a") as out:
+        while not stopping:
+            out.write(f"healthy {int(health.ok())}\\n")
+            out.flush()
+            time.sleep(0.05)
+        out.write("stopped\\n")
+
+sys.exit(Supervisor(2, serve, health).run())
+"""
+
+
+def test_a_worker_that_keeps_dying_makes_the_supervisor_give_up(tmp_path):
+    """The supervisor alone (kserve/workers.py) in a fresh interpreter, with a worker function
+    that exits at once: the server's own workers do not fail on demand."""
+    out = tmp_path / "worker0.txt"
+    done = subprocess.run([sys.executable, "-c", GIVE_UP_SCRIPT, str(out)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "giving up" in done.stderr
+    lines = out.read_text().splitlines()
+    assert "healthy 0" in lines, "the healthy worker saw the back-off"
+    assert lines[-1] == "stopped", "the healthy worker was stopped (drained) before the supervisor exited"
