@@ -89,12 +89,9 @@ def workers_count(text: str) -> int:
     if str(text).strip().lower() == "auto":
         return auto_workers()
     try:
-        count = int(text)
+        return int(text)  # at least 1: the setting's minimum
     except ValueError:
         raise ValueError(f"expected a number of processes or auto, got {text!r}") from None
-    if count < 1:
-        raise ValueError(f"expected at least 1, got {count}")
-    return count
 
 
 def requested_workers(argv: list[str], environ: Mapping[str, str]) -> int:
@@ -106,7 +103,7 @@ def requested_workers(argv: list[str], environ: Mapping[str, str]) -> int:
         elif arg.startswith("--workers="):
             value = arg.split("=", 1)[1]
     try:
-        return workers_count(value)
+        return max(1, workers_count(value))
     except ValueError:
         return 1  # the settings say what is wrong with it
 

@@ -85,7 +85,9 @@ def test_flag_wins_over_variable_and_variable_over_default():
         ([], {"MODEL_SERVER_BACKEND": "gpu"}, "MODEL_SERVER_BACKEND='gpu': expected one of auto, sklearn, onnx"),
         (["--max_batch_size", "0"], {}, "--max_batch_size must be at least 1, got 0"),
         (["--max_batch_wait_ms", "-1"], {}, "--max_batch_wait_ms must be at least 0"),
-        ([], {"MODEL_SERVER_WORKERS": "4"}, "--workers must be 1: run more replicas"),
+        ([], {"MODEL_SERVER_WORKERS": "many"}, "MODEL_SERVER_WORKERS='many': expected a number of processes or auto"),
+        (["--workers", "0"], {}, "--workers must be at least 1, got 0"),
+        (["--workers", "2", "--watch"], {}, "cannot be combined with --repository_api or --watch"),
         (["--timeout-keep-alive", "-5"], {}, "--timeout-keep-alive must be at least 0"),
         (
             ["--version_policy", "newest"],
