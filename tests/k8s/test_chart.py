@@ -200,6 +200,15 @@ def test_shutdown_and_management_settings_reach_the_server(helm):
     assert "terminationGracePeriodSeconds" not in isvc_of(helm_template(helm, *KNATIVE))["spec"]["predictor"]
 
 
+def test_workers_reach_the_server_and_stay_1_with_the_repository_api(helm):
+    assert "--workers=auto" in runtime_of(helm_template(helm))["args"]
+    assert "--workers=3" in runtime_of(helm_template(helm, "--set", "workers=3"))["args"]
+    assert "--workers=1" in runtime_of(helm_template(helm, "--set", "server.repositoryApi=true"))["args"]
+    message = helm_template_error(helm, "--set", "server.repositoryApi=true", "--set", "workers=3")
+    assert "a load through the repository API would reach one worker only" in message
+    assert "/workers" in helm_template_error(helm, "--set", "workers=0")
+
+
 def test_require_sha256_reaches_every_server_it_runs(helm):
     assert not any("--require_sha256" in arg for arg in runtime_of(helm_template(helm))["args"])  # KServe's default
     strict = ["--set", "model.requireSha256=true"]
@@ -396,6 +405,7 @@ def test_custom_container_runs_the_image_without_a_runtime(helm):
         "--model_dir=/mnt/models",
         "--http_port=8080",
         "--grpc_port=8081",
+        "--workers=auto",
         "--drain_seconds=5",
         "--grace_seconds=20",
         "--repository_api=false",

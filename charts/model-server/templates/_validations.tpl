@@ -18,7 +18,8 @@ once. A new check is one define here and one line in validateValues.
   "serviceAccount"
   "streamPartitions"
   "eventingProtocol"
-  "batchPaths" }}
+  "batchPaths"
+  "workers" }}
 {{- $messages = append $messages (include (printf "model-server.validateValues.%s" $check) $ | trim) -}}
 {{- end -}}
 {{- $messages = without $messages "" -}}
@@ -98,5 +99,11 @@ eventing delivers CloudEvents over HTTP: model.protocolVersion grpc-v2 serves no
 {{- define "model-server.validateValues.batchPaths" -}}
 {{- if and .Values.batch.enabled (not (and .Values.batch.input .Values.batch.output)) -}}
 batch.enabled needs batch.input and batch.output (local paths in the image, s3:// or gs:// URIs)
+{{- end -}}
+{{- end }}
+
+{{- define "model-server.validateValues.workers" -}}
+{{- if and (or .Values.server.repositoryApi .Values.multiModel.enabled) (ne (toString .Values.workers) "auto") (gt (int .Values.workers) 1) -}}
+workers ({{ .Values.workers }}) with server.repositoryApi or multiModel.enabled: a load through the repository API would reach one worker only; use workers: auto or 1
 {{- end -}}
 {{- end }}
