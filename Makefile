@@ -88,6 +88,14 @@ BENCH_ARGS ?=
 bench: venv
 	$(PYTHON) -m benchmarks.run $(BENCH_ARGS)
 	$(PYTHON) -m benchmarks.footprint $(FOOTPRINT_ARGS)
+	$(PYTHON) -m benchmarks.workers $(WORKERS_ARGS)
+
+# --workers 1, 2, 4: requests per CPU-second, PSS, cold start, beside KServe --workers (see
+# benchmarks/README.md "Workers"); WORKERS_ARGS=--quick for 2 s runs and a smaller forest.
+WORKERS_ARGS ?=
+.PHONY: bench-workers
+bench-workers: venv
+	$(PYTHON) -m benchmarks.workers $(WORKERS_ARGS)
 
 # Cold start, RSS and image sizes: the pickle, its ONNX export, the edge runtime, beside stock
 # KServe (see benchmarks/README.md "Footprint"); with images, e.g.
