@@ -300,3 +300,28 @@ def test_workers_refuse_what_would_reach_one_worker_only(demo_model_dir, flag):
     refused = pytest.raises(RuntimeError, match="cannot be combined with --repository_api or --watch")
     with refused, start_server(demo_model_dir, "iris", "--workers=2", flag, timeout=30):
         pass
+
+
+def test_workers_share_an_onnx_runtime_session_made_before_the_fork(tmp_path):
+    """ONNX Runtime sessions are built (and checked) in the parent: every worker must predict with them."""
+    import joblib
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+
+    features, labels = make_classification(n_samples=300, n_features=6, random_state=0)
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(features, labels)
+    model_dir = tmp_path / "forest"
+    model_dir.mkdir()
+    joblib.dump(forest, model_dir / "model.joblib")
+    metrics_dir, server = served_with_workers(model_dir, tmp_path, "--backend=onnx")
+    with server as served:
+        assert "predicting with OnnxEngine" in served.log()
+        workers = wait_for_workers(served.process.pid, 2)
+        url = f"{served.http_url}/v1/models/iris:predict"
+        for _ in range(20):
+            with ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(lambda _: httpx.post(url, json={"instances": features[:3].tolist()}), range(4)))
+            assert all(answer.json()["predictions"] == forest.predict(features[:3]).tolist() for answer in answers)
+            if set(requests_by_pid(metrics_dir, "v1")) >= workers:
+                break
+        assert set(requests_by_pid(metrics_dir, "v1")) == workers
