@@ -33,7 +33,7 @@ from ..core.errors import ModelServerError, SettingsError, status_of
 from .model import SklearnModelRepository
 from .server import SklearnModelServer
 from .settings import ServerSettings
-from .workers import Supervisor, WorkerHealth, listening_socket
+from .workers import Supervisor, WorkerHealth, check_reusable_port, listening_socket
 
 logger = logging.getLogger("model_server")
 
@@ -74,6 +74,8 @@ def _serve_with_workers(settings: ServerSettings, repository: SklearnModelReposi
     """Fork --workers processes, each serving what was loaded here (kserve/workers.py)."""
     try:
         rest_socket = listening_socket(settings.http_port)
+        if settings.enable_grpc:
+            check_reusable_port(settings.grpc_port)
     except SettingsError as exc:
         logger.error("%s", exc)
         return status_of(exc).exit_code

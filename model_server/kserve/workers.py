@@ -153,6 +153,21 @@ def listening_socket(port: int, host: str = "0.0.0.0", backlog: int = 2048) -> s
     return sock
 
 
+def check_reusable_port(port: int) -> None:
+    """Fail once, before forking, if a port the workers will each bind with SO_REUSEPORT (gRPC's)
+    is held by a socket without it: otherwise every worker would die binding it."""
+    # gRPC binds [::] (both families), or 0.0.0.0 where the host has no IPv6.
+    family, host = (socket.AF_INET6, "::") if socket.has_ipv6 else (socket.AF_INET, "0.0.0.0")
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        raise SettingsError(f"--grpc_port {port}: {exc.strerror}") from None
+    finally:
+        sock.close()
+
+
 class WorkerHealth:
     """One byte shared by the supervisor and its workers: 1 while a worker keeps dying (readiness
     then answers not-ready: the pod serves with fewer workers than it was given)."""

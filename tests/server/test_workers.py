@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -325,3 +326,13 @@ def test_workers_share_an_onnx_runtime_session_made_before_the_fork(tmp_path):
             if set(requests_by_pid(metrics_dir, "v1")) >= workers:
                 break
         assert set(requests_by_pid(metrics_dir, "v1")) == workers
+
+
+def test_a_taken_grpc_port_fails_once_before_forking(demo_model_dir):
+    with socket.socket() as holder:  # no SO_REUSEPORT: the workers could not share it
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        refused = pytest.raises(RuntimeError, match=f"--grpc_port {port}: Address already in use")
+        with refused, start_server(demo_model_dir, "iris", "--workers=2", f"--grpc_port={port}", timeout=30):
+            pass
