@@ -93,12 +93,20 @@ bench: venv
 	$(PYTHON) -m benchmarks.security $(SECURITY_ARGS)
 	$(PYTHON) -m benchmarks.footprint $(FOOTPRINT_ARGS)
 	$(PYTHON) -m benchmarks.onnx_generic $(if $(findstring --quick,$(BENCH_ARGS)),--quick)
+	$(PYTHON) -m benchmarks.workers $(WORKERS_ARGS)
 
 # What TLS and API-key auth cost vs plain text, in one run (see benchmarks/README.md "Security"), ~2 min;
 #   make bench-security SECURITY_ARGS=--quick
 .PHONY: bench-security
 bench-security: venv
 	$(PYTHON) -m benchmarks.security $(SECURITY_ARGS)
+
+# --workers 1, 2, 4: requests per CPU-second, PSS, cold start, beside KServe --workers (see
+# benchmarks/README.md "Workers"); WORKERS_ARGS=--quick for 2 s runs and a smaller forest.
+WORKERS_ARGS ?=
+.PHONY: bench-workers
+bench-workers: venv
+	$(PYTHON) -m benchmarks.workers $(WORKERS_ARGS)
 
 # Cold start, RSS and image sizes: the pickle, its ONNX export, the edge runtime, beside stock
 # KServe (see benchmarks/README.md "Footprint"); with images, e.g.

@@ -23,15 +23,21 @@ if __name__ == "__main__":
     from .import_shim import skip_package_init
 
     skip_package_init()  # no Kubernetes API client in the server process
+    from .workers import prepare_multiprocess_metrics, resolve_auto_flag
+
+    resolve_auto_flag(sys.argv)  # before KServe's parser reads it
+    # Before anything imports prometheus_client: with --workers, every worker's metrics go to files.
+    prepare_multiprocess_metrics(sys.argv[1:])
 
 from kserve import logging as kserve_logging
 from kserve import model_server as kserve_model_server
 
-from ..core.errors import ModelServerError, status_of
+from ..core.errors import ModelServerError, SettingsError, status_of
 from . import sagemaker
 from .model import SklearnModelRepository
 from .server import SklearnModelServer
 from .settings import ServerSettings
+from .workers import Supervisor, WorkerHealth, check_reusable_port, listening_socket
 
 logger = logging.getLogger("model_server")
 
@@ -63,12 +69,38 @@ def main(argv: list[str] | None = None) -> None:
                 logger.error("cannot serve %s: %s", settings.model_dir, exc)
                 sys.exit(status_of(exc).exit_code)
             logger.error("model %s not loaded: %s", name, exc)  # the others serve; the index says why
+    models = list(repository.models.values())
+    if settings.workers != 1:
+        sys.exit(_serve_with_workers(settings, repository, models))
     try:
         server = SklearnModelServer(settings, repository)  # reads the TLS and credential files
     except ModelServerError as exc:
         logger.error("cannot serve: %s", exc)
         sys.exit(status_of(exc).exit_code)
-    server.start(list(repository.models.values()))
+    server.start(models)
+
+
+def _serve_with_workers(settings: ServerSettings, repository: SklearnModelRepository, models) -> int:
+    """Fork --workers processes, each serving what was loaded here (kserve/workers.py)."""
+    try:
+        rest_socket = listening_socket(settings.https_port)
+        if settings.enable_grpc:
+            check_reusable_port(settings.grpc_port)
+    except SettingsError as exc:
+        logger.error("%s", exc)
+        return status_of(exc).exit_code
+    health = WorkerHealth()
+    # Loading and warming allocated what lives as long as the workers: out of the collector's
+    # reach before forking, so that no collection in a worker writes to (and copies) those pages.
+    gc.freeze()
+
+    def serve(number: int) -> None:
+        server = SklearnModelServer(settings, repository, rest_socket=rest_socket)
+        server.ours.state.healthy = health.ok
+        server.start(models)
+
+    logger.info("serving with %d workers", settings.workers)
+    return Supervisor(settings.workers, serve, health).run()
 
 
 def _configure_logging(log_config_file: str | None) -> None:

@@ -234,6 +234,8 @@ class SklearnGRPCServer(GRPCServer):
             options=[
                 ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
                 ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
+                # Workers (kserve/workers.py) each bind the gRPC port: the kernel spreads connections.
+                *([("grpc.so_reuseport", 1)] if self._kwargs.get("workers", 1) > 1 else []),
             ],
         )
         servicer = SklearnInferenceServicer(

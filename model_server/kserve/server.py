@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
+import os
 
 from fastapi.responses import JSONResponse
 from kserve import errors as kserve_errors
@@ -31,6 +33,7 @@ from ..http.protocol import ServerHttpProtocol
 from ..http.routes import DataPlaneRoutes
 from .grpc import SklearnGRPCServer
 from .settings import ServerSettings
+from .workers import MULTIPROC_ENV, multiprocess_registry
 
 logger = logging.getLogger(__name__)
 
@@ -66,15 +69,19 @@ class ReadinessAwareDataPlane(KServeDataPlane):
 
 
 class SklearnModelServer(ModelServer):
-    def __init__(self, settings: ServerSettings, repository: ModelRepository):
+    """``rest_socket``: a listener to serve REST on instead of binding --http_port (a worker's,
+    inherited from the supervisor, kserve/workers.py)."""
+
+    def __init__(self, settings: ServerSettings, repository: ModelRepository, rest_socket=None):
         # KServe's start() would build its own gRPC server; ours is added in start() instead.
         # TLS is ours (http/tls.py: checked reloads, mutual TLS, gRPC too): KServe gets no files.
         self.tls = settings.server_tls()
         self.authenticator = settings.authenticator()
+        # Its workers stay 1: more are forked by kserve/workers.py, each one of these.
         super().__init__(
             http_port=settings.https_port,
             grpc_port=settings.grpc_port,
-            workers=settings.workers,
+            workers=1,
             max_threads=settings.max_threads,
             max_asyncio_workers=settings.max_asyncio_workers,
             enable_grpc=False,
@@ -90,6 +97,7 @@ class SklearnModelServer(ModelServer):
         )
         self.settings = settings
         self.repository = repository
+        self.rest_socket = rest_socket
         access = ManagementAccess(settings.repository_api_enabled, settings.bearer_token)
         self.ours = DataPlane(repository, access=access)  # every transport's; KServe's wraps it
         self._watch: asyncio.Task | None = None
@@ -152,6 +160,8 @@ class SklearnModelServer(ModelServer):
             _answer_errors_from_our_table(rest)
             # Uvicorn would begin its shutdown at the first SIGTERM, closing the listener at once.
             rest._server.capture_signals = contextlib.nullcontext
+            if self.rest_socket is not None:
+                rest._server.serve = functools.partial(rest._server.serve, sockets=[self.rest_socket])
         loop = asyncio.get_running_loop()
         Drain(self.ours.state, settings.drain_seconds, self._stop_servers).install(loop)
         if settings.watch:
@@ -192,6 +202,11 @@ def _answer_errors_from_our_table(rest) -> None:
 
         for error_type in errors.STATUS:
             app.add_exception_handler(error_type, _error_response)
+        if MULTIPROC_ENV in os.environ:
+            # KServe's /metrics handler encodes this module global: every worker's values, summed.
+            from kserve.protocol.rest import server as kserve_rest
+
+            kserve_rest.REGISTRY = multiprocess_registry()
 
     rest.create_application = create_and_map_errors
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..core.errors import SettingsError
 from ..core.settings import boolean, optional, setting
 from ..http.settings import HttpSettings
+from .workers import workers_count
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,11 @@ class ServerSettings(HttpSettings):
     )
     workers: int = setting(
         1,
-        "Must be 1: KServe's multi-process mode would serve without this server's routes; run more "
-        "replicas to use more cores.",
-        int,
+        "Serving processes, or auto (the container's CPU limit, from its cgroup's cpu.max). More than 1: "
+        "the models load once, then the workers are forked and share their memory; every worker "
+        "serves REST and gRPC on the same ports and a supervisor replaces a worker that dies.",
+        workers_count,
+        minimum=1,
     )
     max_threads: int = setting(4, "gRPC server threads.", int, minimum=1)
     max_asyncio_workers: int | None = setting(
@@ -130,7 +133,10 @@ class ServerSettings(HttpSettings):
             raise SettingsError("give --management_token or --management_token_file, not both")
         if not self.bearer_token and self.management_token_file:
             raise SettingsError(f"--management_token_file {self.management_token_file} is empty")
-        if self.workers != 1:
-            # KServe's multi-process mode re-imports its app in spawned children, without the routes,
-            # readiness and batching added here. Scale out with replicas (see the Helm chart) instead.
-            raise SettingsError("--workers must be 1: run more replicas to use more cores")
+        if self.workers > 1 and (self.repository_api_enabled or self.watch):
+            # Each worker has its own copy of the repository: a load through one worker, or one
+            # worker's watch, would change what that worker serves only.
+            raise SettingsError(
+                "--workers above 1 serves what was loaded at start: it cannot be combined with "
+                "--repository_api or --watch yet (with --model_repository, pass --repository_api false)"
+            )

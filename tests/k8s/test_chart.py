@@ -217,6 +217,15 @@ def test_onnx_session_values_become_the_server_flags(helm):
     assert "graphOptimization" in helm_template_error(helm, "--set", "model.onnx.graphOptimization=max")
 
 
+def test_workers_reach_the_server_and_stay_1_with_the_repository_api(helm):
+    assert "--workers=auto" in runtime_of(helm_template(helm))["args"]
+    assert "--workers=3" in runtime_of(helm_template(helm, "--set", "workers=3"))["args"]
+    assert "--workers=1" in runtime_of(helm_template(helm, "--set", "server.repositoryApi=true"))["args"]
+    message = helm_template_error(helm, "--set", "server.repositoryApi=true", "--set", "workers=3")
+    assert "a load through the repository API would reach one worker only" in message
+    assert "/workers" in helm_template_error(helm, "--set", "workers=0")
+
+
 def test_require_sha256_reaches_every_server_it_runs(helm):
     # On by default in the chart (the server's own default stays KServe's); false leaves the flag out.
     lax = ["--set", "model.requireSha256=false"]
@@ -416,6 +425,7 @@ def test_custom_container_runs_the_image_without_a_runtime(helm):
         "--model_dir=/mnt/models",
         "--http_port=8080",
         "--grpc_port=8081",
+        "--workers=auto",
         "--drain_seconds=5",
         "--grace_seconds=20",
         "--repository_api=false",

@@ -10,6 +10,7 @@
 {{- end }}
 - {{ printf "--http_port=%d" (int .Values.containerPorts.http) | quote }}
 - {{ printf "--grpc_port=%d" (int .Values.containerPorts.grpc) | quote }}
+- {{ printf "--workers=%v" (include "model-server.workers" .) | quote }}
 - {{ printf "--drain_seconds=%v" .Values.server.drainSeconds | quote }}
 - {{ printf "--grace_seconds=%v" .Values.server.graceSeconds | quote }}
 - {{ printf "--repository_api=%t" (or .Values.server.repositoryApi .Values.multiModel.enabled) | quote }}
@@ -61,6 +62,15 @@
 {{- if eq .Values.auth.mode "api_key" }}{{ $mounts = append $mounts (list "api-keys" .Values.auth.apiKeys.secretName "/etc/model-server/api-keys") }}{{ end -}}
 {{- if and (eq .Values.auth.mode "jwt") .Values.auth.jwt.jwksSecretName }}{{ $mounts = append $mounts (list "jwks" .Values.auth.jwt.jwksSecretName "/etc/model-server/jwks") }}{{ end -}}
 {{- toJson $mounts -}}
+{{- end }}
+
+{{/* --workers: the value, or 1 where a load must reach every process (the repository API, --watch). */}}
+{{- define "model-server.workers" -}}
+{{- if or .Values.server.repositoryApi .Values.multiModel.enabled -}}
+1
+{{- else -}}
+{{ .Values.workers }}
+{{- end -}}
 {{- end }}
 
 {{/* The server's environment: model.env, and the management token from its Secret. */}}

@@ -22,7 +22,8 @@ once. A new check is one define here and one line in validateValues.
   "repositoryApiToken"
   "tlsKnative"
   "authMultiModel"
-  "helmTestCredential" }}
+  "helmTestCredential"
+  "workers" }}
 {{- $messages = append $messages (include (printf "model-server.validateValues.%s" $check) $ | trim) -}}
 {{- end -}}
 {{- $messages = without $messages "" -}}
@@ -126,5 +127,11 @@ multiModel.enabled with auth.mode {{ .Values.auth.mode }}: KServe's agent loads 
 {{- define "model-server.validateValues.helmTestCredential" -}}
 {{- if and .Values.helmTest.enabled (ne .Values.auth.mode "none") (not .Values.helmTest.credentialSecret) -}}
 helmTest.enabled with auth.mode {{ .Values.auth.mode }} needs helmTest.credentialSecret (a Secret whose key token the test sends), or helmTest.enabled=false
+{{- end -}}
+{{- end }}
+
+{{- define "model-server.validateValues.workers" -}}
+{{- if and (or .Values.server.repositoryApi .Values.multiModel.enabled) (ne (toString .Values.workers) "auto") (gt (int .Values.workers) 1) -}}
+workers ({{ .Values.workers }}) with server.repositoryApi or multiModel.enabled: a load through the repository API would reach one worker only; use workers: auto or 1
 {{- end -}}
 {{- end }}
