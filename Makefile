@@ -81,14 +81,33 @@ KIND_E2E_ARGS ?=
 kind-e2e: venv
 	$(PYTHON) scripts/kind_e2e.py $(KIND_E2E_ARGS)
 
-# Side-by-side benchmark vs stock KServe and MLServer (see benchmarks/README.md), ~15 min; e.g.
+# Side-by-side benchmark vs stock KServe and MLServer, then /invocations vs `mlflow models serve`
+# (see benchmarks/README.md), ~20 min; e.g.
 #   make bench BENCH_ARGS=--quick    or    BENCH_ARGS="--server-arg=--backend=onnx"
 BENCH_ARGS ?=
+MLFLOW_BENCH_ARGS ?= $(findstring --quick,$(BENCH_ARGS))
 .PHONY: bench
 bench: venv
 	$(PYTHON) -m benchmarks.run $(BENCH_ARGS)
+	$(PYTHON) -m benchmarks.mlflow_invocations $(MLFLOW_BENCH_ARGS)
+	$(PYTHON) -m benchmarks.security $(SECURITY_ARGS)
 	$(PYTHON) -m benchmarks.footprint $(FOOTPRINT_ARGS)
+	$(PYTHON) -m benchmarks.onnx_generic $(if $(findstring --quick,$(BENCH_ARGS)),--quick)
+	$(PYTHON) -m benchmarks.workers $(WORKERS_ARGS)
 	$(PYTHON) -m benchmarks.payload_log $(BENCH_PAYLOAD_LOG_ARGS)
+
+# What TLS and API-key auth cost vs plain text, in one run (see benchmarks/README.md "Security"), ~2 min;
+#   make bench-security SECURITY_ARGS=--quick
+.PHONY: bench-security
+bench-security: venv
+	$(PYTHON) -m benchmarks.security $(SECURITY_ARGS)
+
+# --workers 1, 2, 4: requests per CPU-second, PSS, cold start, beside KServe --workers (see
+# benchmarks/README.md "Workers"); WORKERS_ARGS=--quick for 2 s runs and a smaller forest.
+WORKERS_ARGS ?=
+.PHONY: bench-workers
+bench-workers: venv
+	$(PYTHON) -m benchmarks.workers $(WORKERS_ARGS)
 
 # Payload logging's overhead: every request logged to Kafka vs no logging (benchmarks/README.md), ~2 min.
 BENCH_PAYLOAD_LOG_ARGS ?=

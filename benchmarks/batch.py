@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.run import git_commit
 from benchmarks.servers import REPO_ROOT
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
@@ -307,7 +308,6 @@ def main(argv=None) -> None:
         root = Path(tmp)
         models = [measure(name, args.rows, root, args) for name in args.models.split(",")]
         rss = rss_scaling(args.rows, args.rss_rows, root)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT)
     report = {
         "meta": {
             "date": datetime.date.today().isoformat(),
@@ -315,7 +315,7 @@ def main(argv=None) -> None:
             f"{platform.release()}",
             "rows": args.rows,
             "workers": usable_cpus(),
-            "commit": commit.stdout.strip() or "unknown",
+            "commit": git_commit(),
             # Other work on the machine moves every figure: the 1-minute load before and after.
             "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         },

@@ -56,8 +56,17 @@ def _run(cmd: list[str], duration_s: float, preexec_fn) -> str:
     return done.stdout
 
 
-def run_wrk(url: str, body: bytes, duration_s: float, preexec_fn=None) -> LoadResult:
-    """POST `body` to `url` with wrk -t1 -c16 for `duration_s` seconds."""
+def run_wrk(
+    url: str,
+    body: bytes,
+    duration_s: float,
+    preexec_fn=None,
+    header_length: int | None = None,
+    headers: tuple[str, ...] = (),
+) -> LoadResult:
+    """POST `body` to `url` with wrk -t1 -c16 for `duration_s` seconds; `header_length`: the
+    body is a V2 binary-extension request whose JSON header is that long; `headers`: "Name: value"
+    each, sent with every request (https URLs: wrk's TLS, on kept-alive connections)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as body_file:
         body_file.write(body)
         body_file.flush()
@@ -73,6 +82,8 @@ def run_wrk(url: str, body: bytes, duration_s: float, preexec_fn=None) -> LoadRe
                 url,
                 "--",
                 body_file.name,
+                *([str(header_length)] if header_length is not None else []),
+                *headers,
             ],
             duration_s,
             preexec_fn,
@@ -97,8 +108,16 @@ def run_wrk(url: str, body: bytes, duration_s: float, preexec_fn=None) -> LoadRe
     )
 
 
-def run_h2load(url: str, frame: bytes, response_frame_bytes: int, duration_s: float, preexec_fn=None) -> LoadResult:
-    """Send the gRPC `frame` to `url` over h2c with h2load -c16 -m1 for `duration_s` seconds.
+def run_h2load(
+    url: str,
+    frame: bytes,
+    response_frame_bytes: int,
+    duration_s: float,
+    preexec_fn=None,
+    headers: tuple[str, ...] = (),
+) -> LoadResult:
+    """Send the gRPC `frame` to `url` over h2c (https URLs: TLS, h2 by ALPN) with h2load -c16 -m1
+    for `duration_s` seconds; `headers`: "name: value" each, sent with every request.
 
     A gRPC failure still has HTTP status 200; it differs from a success by
     carrying no response message (grpc-status is in the trailers, which h2load
@@ -123,6 +142,7 @@ def run_h2load(url: str, frame: bytes, response_frame_bytes: int, duration_s: fl
                 "content-type: application/grpc",
                 "-H",
                 "te: trailers",
+                *[arg for header in headers for arg in ("-H", header)],
                 f"--log-file={log_path}",
                 url,
             ],

@@ -1,7 +1,10 @@
 -- wrk script: POST the JSON body stored in the file named by the first script
 -- argument, count every response that is not 2xx (so a server answering with
 -- errors cannot look fast), and print one machine-readable summary line.
--- Usage: wrk -t1 -c16 -d5s -s post.lua URL -- BODY_FILE
+-- Usage: wrk -t1 -c16 -d5s -s post.lua URL -- BODY_FILE [JSON_HEADER_LENGTH] ["Name: value" ...]
+-- With JSON_HEADER_LENGTH (a number) the body is a V2 binary-extension request:
+-- its JSON header is that long, and the tensor bytes follow. "Name: value"
+-- arguments are request headers (a credential, say).
 
 local threads = {}
 
@@ -15,6 +18,15 @@ function init(args)
   wrk.body = file:read("*a")
   file:close()
   wrk.headers["Content-Type"] = "application/json"
+  for i = 2, #args do
+    local name, value = args[i]:match("^([^:]+):%s*(.*)$")
+    if name then
+      wrk.headers[name] = value
+    else
+      wrk.headers["Content-Type"] = "application/octet-stream"
+      wrk.headers["Inference-Header-Content-Length"] = args[i]
+    end
+  end
   not_2xx = 0  -- wrk formats the request from these settings after init returns
 end
 

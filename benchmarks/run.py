@@ -184,7 +184,10 @@ def git_commit() -> str:
     """The commit the server code came from, flagged if model_server/ differs from it."""
 
     def git(*args):
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+        except FileNotFoundError:  # no git on this machine (a source tarball needs none)
+            return ""
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     return commit + (" + uncommitted changes" if git("status", "--porcelain", "--", "model_server") else "")

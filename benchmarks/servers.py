@@ -35,6 +35,7 @@ class ServerKind:
     protocols: tuple[str, ...]
     # (model, http_port, grpc_port, workdir) -> argv; workdir is private to one launch
     command: Callable[[BenchModel, int, int, Path], list[str]]
+    ready_path: str | None = None  # answers 200 once ready; default /v2/models/NAME/ready
 
 
 def this_server(extra_args: tuple[str, ...] = ()) -> ServerKind:
@@ -171,7 +172,7 @@ class RunningServer:
         self._wait_ready(started)
 
     def _wait_ready(self, started: float) -> None:
-        url = f"{self.http_url}/v2/models/{self.model.name}/ready"
+        url = self.http_url + (self.kind.ready_path or f"/v2/models/{self.model.name}/ready")
         while time.monotonic() - started < READY_TIMEOUT_S:
             if self.process.poll() is not None:
                 raise ServerStartError(f"{self.kind.key} exited with {self.process.returncode}:\n{self.log_tail()}")

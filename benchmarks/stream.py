@@ -41,7 +41,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from benchmarks.mlserver_env import ensure_mlserver
-from benchmarks.run import machine_description
+from benchmarks.run import git_commit, machine_description
 from benchmarks.servers import REPO_ROOT, free_port, mlserver_start
 from benchmarks.workloads import build_iris
 
@@ -445,9 +445,7 @@ def main(argv=None) -> None:
     finally:
         broker.stop()
     summary = summarize(runs, {key: servers[key][0].title for key in keys})
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT
-    ).stdout.strip()
+    commit = git_commit()
     table = markdown(summary, args, commit)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ from .progress import Progress
 from .scoring import Scorer
 from .settings import BatchSettings
 from .sources import Chunk, InputFile, Reader, list_inputs
+from .tensor_scoring import TensorScorer
 
 logger = logging.getLogger("model_server.batch")
 
@@ -74,12 +75,12 @@ def run(settings: BatchSettings) -> Summary:
     fs, files = list_inputs(settings.input, settings.input_format)
     own = [f for f in files if f.index % shard_count == shard_index]
     predictor = settings.load_predictor(settings.model_dir, settings.model_name)
-    if settings.drift_report and predictor.drift is None:
+    if settings.drift_report and getattr(predictor, "drift", None) is None:
         raise InvalidInput(
             f"--drift_report: {settings.model_dir} has no profile.json of named features "
             "(python -m model_server.profile writes one)"
         )
-    scorer = Scorer(predictor, settings.outputs, settings.keep_columns, settings.positional)
+    scorer = scorer_for(predictor, settings)
     output = OutputDirectory(settings.output, settings.format, (shard_index, shard_count))
     output.open(_identity(settings, predictor, files), settings.overwrite, {f.index for f in own})
     workers = settings.workers or usable_cpus()
@@ -212,3 +213,11 @@ def _identity(settings: BatchSettings, predictor: Predictor, files: list[InputFi
         "chunk_rows": settings.chunk_rows,
         "shard": list(settings.shard()),
     }
+
+
+def scorer_for(predictor, settings):
+    """A generic ONNX graph's columns are its tensors (``tensor_scoring.py``); an estimator's its features."""
+    from ..core.onnx.tensor_predictor import OnnxTensorPredictor
+
+    kind = TensorScorer if isinstance(predictor, OnnxTensorPredictor) else Scorer
+    return kind(predictor, settings.outputs, settings.keep_columns, settings.positional)

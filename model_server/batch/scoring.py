@@ -83,7 +83,13 @@ class Scorer:
         if self._predictor is None:
             # Drift is the server's: a batch run scores a file whole.
             settings = ModelSettings(backend=self.backend, require_sha256=self.require_sha256, drift=False)
-            self._predictor = settings.load_predictor(self._model)
+            predictor = settings.load_predictor(self._model)
+            if not isinstance(predictor, Predictor):
+                raise InvalidInput(
+                    f"{self._model} is a generic ONNX graph: score it with "
+                    "model_server.batch.tensor_scoring.TensorScorer"
+                )
+            self._predictor = predictor
             self._check_outputs()
         return self._predictor
 

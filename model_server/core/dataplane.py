@@ -107,6 +107,8 @@ class ServingState:
 
     def __init__(self):
         self.draining = False
+        # The front end's own say (a supervisor's: no worker keeps dying); ready only if it says so.
+        self.healthy: Callable[[], bool] = lambda: True
 
 
 class FixedRegistry(dict):
@@ -146,7 +148,7 @@ class DataPlane:
     def ready(self) -> bool:
         """Ready: not draining, and every model to be served loaded (stock KServe says ready with no
         model at all, and Kubernetes would route to a pod that can only fail)."""
-        return not self.state.draining and self.registry.all_ready()
+        return not self.state.draining and self.state.healthy() and self.registry.all_ready()
 
     def lookup(self, name: str) -> ServedModel:
         model = self.registry.get_model(name)

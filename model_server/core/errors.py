@@ -23,6 +23,10 @@ class RequestTooLarge(ModelServerError):
     """The request is over a configured size limit."""
 
 
+class UnsupportedMediaType(ModelServerError):
+    """A body in a content type (or charset) the route does not take."""
+
+
 class ModelNotFound(ModelServerError):
     """No such model (or model version) is served."""
 
@@ -32,7 +36,12 @@ class ModelNotReady(ModelServerError):
 
 
 class Unauthorized(ModelServerError):
-    """A management request without the configured bearer token."""
+    """A request without a valid credential (``core/auth.py``), or a management request without the
+    management token. ``challenge``: the ``WWW-Authenticate`` value REST answers with."""
+
+    def __init__(self, message: str, challenge: str = 'Bearer realm="model-server"'):
+        super().__init__(message)
+        self.challenge = challenge
 
 
 class Disabled(ModelServerError):
@@ -65,6 +74,7 @@ STATUS: dict[type[BaseException], Status] = {
     InvalidInput: Status(400, "INVALID_ARGUMENT", 1),
     RowsRejected: Status(400, "INVALID_ARGUMENT", 2),
     RequestTooLarge: Status(413, "RESOURCE_EXHAUSTED", 1),
+    UnsupportedMediaType: Status(415, "INVALID_ARGUMENT", 1),
     ModelNotFound: Status(404, "NOT_FOUND", 1),
     ModelNotReady: Status(503, "UNAVAILABLE", 1),
     Unauthorized: Status(401, "UNAUTHENTICATED", 1),

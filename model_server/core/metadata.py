@@ -8,7 +8,11 @@
       "documents": true,                                       # takes a 1-D sequence of strings
       "export": {...},                                         # written by python -m model_server.export
       "skops_trusted_types": ["sklearn.tree._tree.Tree"],      # model.skops: types trusted beyond skops'
-      "profile_sha256": "<hex digest of profile.json>"         # written by python -m model_server.profile
+      "profile_sha256": "<hex digest of profile.json>",        # written by python -m model_server.profile
+      "name": "resnet18",                                      # a generic ONNX graph: what it is (logged)
+      "inputs": {"x": {"description": "..."}},                 # per-input and per-output descriptions,
+      "outputs": {"probs": {"description": "..."}},            # in V2 metadata's tensor parameters
+      "probabilities": "probs"                                 # the output class_labels label
     }
 
 Every key is optional; what is missing is derived from the estimator. Any wrong key or value is
@@ -35,7 +39,12 @@ METADATA_KEYS = (
     "export",
     "skops_trusted_types",
     "profile_sha256",
+    "name",
+    "inputs",
+    "outputs",
+    "probabilities",
 )
+TENSOR_DESCRIPTION_KEYS = ("description",)
 FEATURE_KEYS = ("name", "datatype")
 NUMERIC_DATATYPES = (
     "BOOL",
@@ -75,6 +84,13 @@ class ModelMetadata:
     export: dict | None = None  # what `python -m model_server.export` wrote: classes, parity, sources
     skops_trusted_types: tuple[str, ...] = ()  # constructed from a skops file beyond skops' own trusted set
     profile_sha256: str | None = None  # of profile.json (python -m model_server.profile), lower case
+    name: str | None = None  # what the model is (a generic ONNX graph's log line)
+    inputs: dict[str, str] | None = None  # tensor name -> description (a generic ONNX graph)
+    outputs: dict[str, str] | None = None
+    probabilities: str | None = None  # the graph output that class_labels label
+    # Not metadata.json keys: what an MLflow model's MLmodel declares (artifact/mlflow_model.py).
+    params: tuple[str, ...] = ()  # the inference params its signature declares (MLflow's "params")
+    predict_fn: str = "predict"  # the method its pyfunc flavor answers /invocations with
 
 
 def read_metadata(model_dir: Path) -> ModelMetadata:
@@ -112,7 +128,15 @@ def parse_metadata(document: object, path: Path | str = METADATA_FILENAME) -> Mo
     export = document.get("export")
     if export is not None and not isinstance(export, dict):
         raise invalid("export must be an object (what python -m model_server.export writes)")
+    for key in ("name", "probabilities"):
+        value = document.get(key)
+        if value is not None and not (isinstance(value, str) and value):
+            raise invalid(f"{key} must be a non-empty string, got {value!r}"[:200])
     return ModelMetadata(
+        name=document.get("name"),
+        probabilities=document.get("probabilities"),
+        inputs=_descriptions(document.get("inputs"), "inputs", invalid),
+        outputs=_descriptions(document.get("outputs"), "outputs", invalid),
         version=str(version),
         documents=documents,
         export=export,
@@ -147,6 +171,22 @@ def _features(declared: object, invalid) -> tuple[Feature, ...] | None:
     if duplicates:
         raise invalid(f"features: duplicate names {duplicates}")
     return tuple(features)
+
+
+def _descriptions(declared: object, key: str, invalid) -> dict[str, str] | None:
+    if declared is None:
+        return None
+    if not isinstance(declared, dict):
+        raise invalid(f'{key} must be an object like {{"<tensor name>": {{"description": "..."}}}}')
+    descriptions = {}
+    for name, item in declared.items():
+        if not isinstance(item, dict) or not isinstance(item.get("description", ""), str):
+            raise invalid(f'{key}["{name}"] must be an object with a string "description"')
+        unknown = sorted(set(item) - set(TENSOR_DESCRIPTION_KEYS))
+        if unknown:
+            raise invalid(f'{key}["{name}"]: unknown keys {unknown}; allowed: {list(TENSOR_DESCRIPTION_KEYS)}')
+        descriptions[name] = item.get("description", "")
+    return descriptions
 
 
 def _type_names(declared: object, invalid) -> tuple[str, ...]:

@@ -29,7 +29,8 @@ REQUESTS = Counter(
     "model_server_requests_total",
     # One vocabulary for every protocol: the HTTP status of the outcome (a gRPC INVALID_ARGUMENT
     # counts as 400, as the same error over REST does), so one query covers all of them.
-    "Inference requests answered, by protocol (v1, v2, grpc) and HTTP status code (gRPC: the code of the same error)",
+    "Inference requests answered, by protocol (v1, v2, grpc, mlflow, ...) and HTTP status code "
+    "(gRPC: the code of the same error)",
     ["protocol", "code", "model", "version"],
 )
 

@@ -27,7 +27,9 @@ from .codec import LABEL, PREDICT, PROBA, Output, V1Request, V2Request, datatype
 from .drift import DriftMonitor
 from .errors import ArtifactError, InvalidInput, ModelFailure, RequestTooLarge
 from .metrics import BATCH_ROWS, PREDICT_SECONDS
+from .onnx.generic import GenericOnnxModel
 from .onnx.model import OnnxModel
+from .onnx.tensor_predictor import OnnxTensorPredictor
 from .schema import InputSchema
 
 logger = logging.getLogger(__name__)
@@ -99,10 +101,19 @@ class Predictor:
         self.in_flight = 0
 
     @classmethod
-    def load(cls, model_dir: str | Path, require_sha256: bool = False, **options) -> Predictor:
+    def load(
+        cls, model_dir: str | Path, require_sha256: bool = False, onnx_session=None, **options
+    ) -> Predictor | OnnxTensorPredictor:
         """``require_sha256``: refuse an unpinned pickle (``ModelArtifact.load``)."""
-        predictor = cls(ModelArtifact.load(model_dir, require_sha256=require_sha256), **options)
-        artifact = predictor.artifact
+        artifact = ModelArtifact.load(model_dir, require_sha256=require_sha256, onnx_session=onnx_session)
+        return cls.from_artifact(artifact, **options)
+
+    @classmethod
+    def from_artifact(cls, artifact: ModelArtifact, **options) -> Predictor | OnnxTensorPredictor:
+        """A Predictor; for a generic ONNX graph, its OnnxTensorPredictor (the same face)."""
+        if isinstance(artifact.estimator, GenericOnnxModel):
+            return OnnxTensorPredictor.from_artifact(artifact, **options)
+        predictor = cls(artifact, **options)
         logger.info(
             "loaded %s (%s, %s, sha256 %s, version %s, %s features, predicting with %s)",
             artifact.path,
@@ -168,6 +179,10 @@ class Predictor:
         """V2 metadata's platform: Triton's name for an ONNX graph, else sklearn."""
         return "onnxruntime_onnx" if isinstance(self.estimator, OnnxModel) else "sklearn"
 
+    def probe(self):
+        """A row to predict before the version takes traffic (None: nothing to synthesize)."""
+        return self.schema.probe()
+
     def inputs_metadata(self) -> list[dict]:
         if self.schema.features:
             return [{"name": f.name, "datatype": f.datatype, "shape": [-1]} for f in self.schema.features]
@@ -221,6 +236,8 @@ class Predictor:
             raise request.unknown_outputs(unknown, type(self.estimator).__name__, list(self.output_types))
         if isinstance(request, V2Request):
             return self.schema.from_tensors(request.inputs), outputs
+        if request.columnar:
+            raise InvalidInput('missing "instances": this model takes rows, {"instances": [[...], ...]}')
         return self.schema.from_rows(request.instances), outputs
 
     def predict_batch(self, X, outputs: frozenset) -> dict[str, np.ndarray]:

@@ -383,7 +383,7 @@ def check(predictor: Predictor, directory: Path) -> None:
             except Exception as exc:
                 raise ArtifactError(f"{warmup}: request {number} failed: {type(exc).__name__}: {exc}") from None
         return
-    X = predictor.schema.probe()
+    X = predictor.probe()
     if X is None:
         return  # width unknown: nothing to synthesize
     try:

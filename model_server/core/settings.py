@@ -112,7 +112,28 @@ class ModelSettings:
         "sklearnserver loads it. skops files need no pin (only trusted types are constructed).",
         boolean,
     )
-
+    onnx_intra_op_threads: int = setting(
+        1,
+        "ONNX Runtime's threads within one operator, for a model.onnx (a framework's export, or one "
+        "python -m model_server.export wrote): 1 per worker, as batches are small and threads would "
+        "contend; more for a large graph (a convolutional network) on a pod with cores to spare.",
+        int,
+        minimum=1,
+    )
+    onnx_inter_op_threads: int = setting(
+        1, "ONNX Runtime's threads across independent operators of an ONNX graph.", int, minimum=1
+    )
+    onnx_graph_optimization: str = setting(
+        "all",
+        "ONNX Runtime's graph optimization level at load: disable, basic, extended or all.",
+        choices=("disable", "basic", "extended", "all"),
+    )
+    onnx_warmup: bool = setting(
+        False,
+        "Run a generic ONNX graph once at load on zeros of its declared shapes (dynamic dimensions 1), "
+        "before the model is ready, so that the first request is not the slow one.",
+        boolean,
+    )
     onnx_cache_dir: str | None = setting(
         None,
         "Keep the ONNX graphs that --backend converts from pickles here (one file per model file's "
@@ -133,6 +154,17 @@ class ModelSettings:
         600.0, "Drift window: rows served at most this many seconds ago.", float, minimum=1
     )
 
+    def onnx_session(self):
+        """ONNX Runtime's session settings (``core.onnx.generic.SessionSettings``)."""
+        from .onnx.generic import SessionSettings
+
+        return SessionSettings(
+            intra_op_threads=self.onnx_intra_op_threads,
+            inter_op_threads=self.onnx_inter_op_threads,
+            graph_optimization=self.onnx_graph_optimization,
+            warmup=self.onnx_warmup,
+        )
+
     def predictor_options(self) -> dict:
         """What ``Predictor.load`` takes from these settings: the same for every front end."""
         return {
@@ -144,6 +176,7 @@ class ModelSettings:
             "drift": self.drift,
             "drift_window_rows": self.drift_window_rows,
             "drift_window_seconds": self.drift_window_seconds,
+            "onnx_session": self.onnx_session(),
         }
 
     def load_predictor(self, path: str | Path, name: str = "", version: str | None = None, **extra):

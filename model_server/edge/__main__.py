@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = EdgeSettings.from_args(argv, prog="python -m model_server.edge", description=EDGE_DOC.split("\n\n")[0])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        routes = build(settings)
+        tls, authenticator = settings.server_tls(), settings.authenticator()
+        routes = build(settings, authenticator)
     except ModelServerError as exc:
         logger.error("cannot serve %s: %s", settings.model_dir, exc)
         raise SystemExit(status_of(exc).exit_code) from None
@@ -39,15 +40,25 @@ def main(argv: list[str] | None = None) -> None:
         access_log=settings.access_log,
         timeout_graceful_shutdown=settings.grace_seconds,
     )
+    config.load()
+    config.ssl = tls.listening if tls is not None else None  # ours: checked reloads (http/tls.py)
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # ours drain first (http/drain.py)
+
+    background = []
 
     async def stop():
         server.should_exit = True
         routes.close()
+        for task in background:
+            task.cancel()
 
     async def serve():
-        Drain(routes.dataplane.state, settings.drain_seconds, stop).install(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        Drain(routes.dataplane.state, settings.drain_seconds, stop).install(loop)
+        background.append(loop.create_task(authenticator.watch(settings.auth_reload_seconds)))
+        if tls is not None:
+            background.append(loop.create_task(tls.watch(settings.tls_reload_seconds)))
         try:
             await server.serve()
         finally:

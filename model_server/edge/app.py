@@ -7,6 +7,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import server_version
+from ..core.auth import Authenticator
 from ..core.dataplane import DataPlane
 from ..core.repository import ModelRepository
 from ..http.routes import DataPlaneRoutes
@@ -39,7 +40,14 @@ class Fallback:
         await send({"type": "http.response.body", "body": body})
 
 
-def build(settings: EdgeSettings) -> DataPlaneRoutes:
-    """The routes over the one model (``--model_dir``), loaded now."""
+def build(settings: EdgeSettings, authenticator: Authenticator | None = None) -> DataPlaneRoutes:
+    """The routes over the one model (``--model_dir``), loaded now; ``authenticator``: ``--auth``'s."""
     dataplane = DataPlane(ModelRepository.of_one_model(settings), payload_log=payload_logger(settings))
-    return DataPlaneRoutes(Fallback(server_version()), dataplane, settings.max_request_bytes)
+    return DataPlaneRoutes(
+        Fallback(server_version()),
+        dataplane,
+        settings.max_request_bytes,
+        settings.protocols,
+        authenticator,
+        metrics_open=not settings.auth_metrics,
+    )

@@ -10,7 +10,21 @@ Answered here, through the core's ``DataPlane`` (every route in one table, ``Dat
   served version (KServe's own routes answer 501 whenever a version is named);
 - ``POST /v2/repository/index``, ``/v2/repository/models/{name}/load`` and ``/unload``: the
   repository API (``core/repository.py``), only when enabled, with its token (``core/access.py``); 404
-  for a model that does not exist (KServe answers 503).
+  for a model that does not exist (KServe answers 503);
+- ``POST /invocations``, ``GET /ping``, ``/health``, ``/version``, ``/execution-parameters``:
+  MLflow's scoring protocol and SageMaker's container contract (``http/mlflow.py``).
+
+``protocols`` (``--protocols``) says which of v1, v2 and mlflow are served: the routes of the others
+answer 404 saying so (not passed on: KServe's app would answer V1 and V2 itself). Health
+(``/v2/health/*``) and the repository API answer whatever it says.
+
+With ``--auth`` (``core/auth.py``), every request needs a credential except health and readiness
+(``/v2/health/live``, ``/v2/health/ready``, a model's ready routes, ``/``, ``/ping``, ``/health``:
+probes carry none) and ``/metrics`` unless ``--auth_metrics``; ``/invocations`` needs one, and so
+do the requests passed on to the app behind (KServe's /docs, /openapi.json, /v1/models, /v2
+server metadata...). A refused request gets 401 with ``WWW-Authenticate``. The repository API,
+when it has its own management token, is checked against that token instead (one Authorization
+header cannot carry both).
 
 Every other request passes through to the app behind (KServe's FastAPI app in the server)
 unchanged, its body limited the same way. Nothing here imports KServe, so a front end without it
@@ -29,43 +43,74 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from ..core.auth import Authenticator
 from ..core.body_decoder import BodyDecoder
 from ..core.codec import INFERENCE_HEADER_LENGTH, cloudevent, encode_v1, encode_v2_rest
 from ..core.dataplane import DataPlane
-from ..core.errors import INTERNAL, ModelNotReady, RequestTooLarge, describe, status_of
+from ..core.errors import INTERNAL, Disabled, ModelNotReady, RequestTooLarge, Unauthorized, describe, status_of
+from .mlflow import MlflowRoutes
+from .settings import PROTOCOLS
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 # JSON bodies past this size are decoded in a helper process (core/body_decoder.py; docs/architecture.md).
 OFFLOAD_BYTES = 256 * 1024
 
 
+# Paths answered without a credential whatever --auth says: liveness and readiness (probes;
+# SageMaker's /ping and MLflow's /health too).
+OPEN_PATHS = frozenset(("/", "/v2/health/live", "/v2/health/ready", "/ping", "/health"))
+
+
 class DataPlaneRoutes:
-    def __init__(self, app, dataplane: DataPlane, max_body_bytes: int):
+    def __init__(
+        self,
+        app,
+        dataplane: DataPlane,
+        max_body_bytes: int,
+        protocols: tuple[str, ...] = PROTOCOLS,
+        authenticator: Authenticator | None = None,
+        metrics_open: bool = True,
+    ):
         self.app = app
         self.dataplane = dataplane
         self.max_body_bytes = max_body_bytes
+        self.protocols = tuple(protocols)
+        self.authenticator = authenticator if authenticator is not None and authenticator.mode != "none" else None
+        self.open_paths = OPEN_PATHS | {"/metrics"} if metrics_open else OPEN_PATHS
         self.decoder = BodyDecoder(OFFLOAD_BYTES)
-        # (method, path pattern, handler), the first match answering; any other request goes to ``app``.
+        mlflow = MlflowRoutes(dataplane, self._read_body, max_body_bytes)
+        # (protocol, method, path pattern, handler), the first match answering; any other request goes
+        # to ``app``. Protocol None: served whatever --protocols says.
         table = [
-            ("POST", r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer", self._infer_v2),
-            ("POST", r"/v1/models/(?P<name>.+):predict", self._infer_v1),
-            ("GET", r"/v2/health/live", self._live),
-            ("GET", r"/v2/health/ready", self._ready),
-            ("GET", r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?", self._model_metadata),
-            ("GET", r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/ready", self._model_ready),
-            ("GET", r"/v1/models/(?P<name>[^/:]+)", self._model_ready),
-            ("POST", r"/v2/repository/index", self._repository_index),
-            ("POST", r"/v2/repository/models/(?P<name>[^/]+)/(?P<action>load|unload)", self._repository_action),
-            ("POST", r"/v2/repository/.*", self._repository_unknown),
+            ("v2", "POST", r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer", self._infer_v2),
+            ("v1", "POST", r"/v1/models/(?P<name>.+):predict", self._infer_v1),
+            (None, "GET", r"/v2/health/live", self._live),
+            (None, "GET", r"/v2/health/ready", self._ready),
+            ("v2", "GET", r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?", self._model_metadata),
+            ("v2", "GET", r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/ready", self._model_ready),
+            ("v1", "GET", r"/v1/models/(?P<name>[^/:]+)", self._model_ready),
+            (None, "POST", r"/v2/repository/index", self._repository_index),
+            (None, "POST", r"/v2/repository/models/(?P<name>[^/]+)/(?P<action>load|unload)", self._repository_action),
+            (None, "POST", r"/v2/repository/.*", self._repository_unknown),
+            *(("mlflow", method, pattern, handler) for method, pattern, handler in mlflow.table()),
         ]
+        self._repository_handlers = (self._repository_index, self._repository_action, self._repository_unknown)
         self.routes: dict[str, list] = {}
-        for method, pattern, handler in table:
+        for protocol, method, pattern, handler in table:
+            if protocol is not None and protocol not in self.protocols:
+                handler = self._switched_off(protocol)
             self.routes.setdefault(method, []).append((re.compile(pattern), handler))
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         route = self._route(scope["method"], scope["path"])
+        if self.authenticator is not None and not self._is_open(scope, route):
+            try:
+                self.authenticator.check(_credentials(scope))
+            except Unauthorized as exc:
+                headers = {"content-type": "application/json", "www-authenticate": exc.challenge}
+                return await _respond(send, 401, _error(describe(exc)), headers)
         if route is None:
             return await self._pass_on(scope, receive, send)
         handler, match = route
@@ -73,10 +118,24 @@ class DataPlaneRoutes:
             status, body, headers = await handler(match, scope, receive)
         except Exception as exc:
             status, body, headers = status_of(exc).http, _error(describe(exc)), None
+            if isinstance(exc, Unauthorized):  # the management token's refusal says how to authenticate too
+                headers = {"content-type": "application/json", "www-authenticate": exc.challenge}
         await _respond(send, status, body, headers)
 
     def close(self) -> None:
         self.decoder.close()
+
+    def _is_open(self, scope, route) -> bool:
+        """Whether this request is answered without a data-plane credential."""
+        if scope["path"] in self.open_paths:
+            return True
+        if route is None:
+            return False
+        handler = route[0]
+        if handler == self._model_ready:
+            return True
+        # The repository API with a management token: that token is its credential.
+        return handler in self._repository_handlers and self.dataplane.access.token is not None
 
     def _route(self, method: str, path: str):
         for pattern, handler in self.routes.get(method, ()):
@@ -94,6 +153,13 @@ class DataPlaneRoutes:
         except Exception as exc:
             return await _respond(send, status_of(exc).http, _error(describe(exc)))
         return await self.app(scope, _replay(body, receive), send)
+
+    def _switched_off(self, protocol: str):
+        async def switched_off(match, scope, receive):
+            served = ",".join(self.protocols)
+            raise Disabled(f"the {protocol} protocol is not served here (--protocols {served}); add {protocol} to it")
+
+        return switched_off
 
     # -- health, readiness, metadata ---------------------------------------------------------------
 
@@ -209,6 +275,14 @@ class DataPlaneRoutes:
 
 def _headers(scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+CREDENTIAL_HEADERS = (b"authorization", b"x-api-key")
+
+
+def _credentials(scope) -> dict[str, str]:
+    """The headers a credential travels in, alone (cheaper than decoding every header)."""
+    return {k.decode().lower(): v.decode("latin-1") for k, v in scope["headers"] if k.lower() in CREDENTIAL_HEADERS}
 
 
 def _version(match, scope) -> str | None:

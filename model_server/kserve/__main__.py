@@ -3,12 +3,15 @@ directory, a versions directory, or a repository of models (``--model_repository
 
 Every setting is a flag and a ``MODEL_SERVER_*`` environment variable (``kserve/settings.py``); KServe's
 other flags (``--predictor_host``, ...) are accepted and ignored, as a ServingRuntime may pass them.
+``python -m model_server serve [flags]`` is the same server as SageMaker runs an image
+(``kserve/sagemaker.py``: the model in /opt/ml/model, the port from SAGEMAKER_BIND_TO_PORT).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 import warnings
 
@@ -20,24 +23,33 @@ if __name__ == "__main__":
     from .import_shim import skip_package_init
 
     skip_package_init()  # no Kubernetes API client in the server process
+    from .workers import prepare_multiprocess_metrics, resolve_auto_flag
+
+    resolve_auto_flag(sys.argv)  # before KServe's parser reads it
+    # Before anything imports prometheus_client: with --workers, every worker's metrics go to files.
+    prepare_multiprocess_metrics(sys.argv[1:])
 
 from kserve import logging as kserve_logging
 from kserve import model_server as kserve_model_server
 
-from ..core.errors import ModelServerError, status_of
+from ..core.errors import ModelServerError, SettingsError, status_of
+from . import sagemaker
 from .model import SklearnModelRepository
 from .server import SklearnModelServer
 from .settings import ServerSettings
+from .workers import Supervisor, WorkerHealth, check_reusable_port, listening_socket
 
 logger = logging.getLogger("model_server")
 
 DESCRIPTION = (
     "Serve a scikit-learn model (model.joblib / model.pkl / model.pickle, model.skops, or an MLflow model "
-    "directory; optional metadata.json) over KServe's V1, V2 REST and V2 gRPC protocols."
+    "directory; optional metadata.json) over KServe's V1, V2 REST and V2 gRPC protocols and MLflow's "
+    "scoring protocol (/invocations). `serve` first: run as SageMaker runs a container (docs/sagemaker.md)."
 )
 
 
 def parse_settings(argv: list[str] | None = None) -> ServerSettings:
+    argv = sagemaker.arguments(sys.argv[1:] if argv is None else argv, os.environ)
     return ServerSettings.from_args(argv, description=DESCRIPTION, parents=[kserve_model_server.parser])
 
 
@@ -57,7 +69,38 @@ def main(argv: list[str] | None = None) -> None:
                 logger.error("cannot serve %s: %s", settings.model_dir, exc)
                 sys.exit(status_of(exc).exit_code)
             logger.error("model %s not loaded: %s", name, exc)  # the others serve; the index says why
-    SklearnModelServer(settings, repository).start(list(repository.models.values()))
+    models = list(repository.models.values())
+    if settings.workers != 1:
+        sys.exit(_serve_with_workers(settings, repository, models))
+    try:
+        server = SklearnModelServer(settings, repository)  # reads the TLS and credential files
+    except ModelServerError as exc:
+        logger.error("cannot serve: %s", exc)
+        sys.exit(status_of(exc).exit_code)
+    server.start(models)
+
+
+def _serve_with_workers(settings: ServerSettings, repository: SklearnModelRepository, models) -> int:
+    """Fork --workers processes, each serving what was loaded here (kserve/workers.py)."""
+    try:
+        rest_socket = listening_socket(settings.https_port)
+        if settings.enable_grpc:
+            check_reusable_port(settings.grpc_port)
+    except SettingsError as exc:
+        logger.error("%s", exc)
+        return status_of(exc).exit_code
+    health = WorkerHealth()
+    # Loading and warming allocated what lives as long as the workers: out of the collector's
+    # reach before forking, so that no collection in a worker writes to (and copies) those pages.
+    gc.freeze()
+
+    def serve(number: int) -> None:
+        server = SklearnModelServer(settings, repository, rest_socket=rest_socket)
+        server.ours.state.healthy = health.ok
+        server.start(models)
+
+    logger.info("serving with %d workers", settings.workers)
+    return Supervisor(settings.workers, serve, health).run()
 
 
 def _configure_logging(log_config_file: str | None) -> None:

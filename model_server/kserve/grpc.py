@@ -7,6 +7,12 @@ model failures to INVALID_ARGUMENT; here each RPC maps its errors through ``erro
 ModelReady and ModelMetadata answer for the version asked (KServe ignores it) and know about
 draining; the repository RPCs are gated like the REST routes (``core/access.py``). The rest
 (ServerLive, ServerReady, ServerMetadata) is KServe's own code over our data plane.
+
+With ``--auth`` every RPC but ServerLive, ServerReady and ModelReady needs the credential in its
+metadata (``authorization: Bearer ...`` or ``x-api-key``), checked by ``core/auth.py`` as REST
+checks it: UNAUTHENTICATED otherwise. With ``--tls_cert`` the port serves TLS (and mutual TLS with
+``--tls_client_ca``) from the same files as REST, a renewed certificate picked up by gRPC's
+certificate-configuration fetcher on the next handshake (``http/tls.py`` checks the files).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import functools
 import logging
 from concurrent import futures
 
+import grpc
 import numpy as np
 from grpc import StatusCode, aio
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
@@ -23,6 +30,7 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferResponse
 from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 
+from ..core.auth import Authenticator
 from ..core.codec import InferenceResponse, Tensor, V2Request
 from ..core.codec.tensors import (
     NUMPY_DTYPES,
@@ -35,17 +43,30 @@ from ..core.codec.tensors import (
 )
 from ..core.dataplane import DataPlane
 from ..core.errors import INTERNAL, InvalidInput, describe, status_of
+from ..http.tls import ServerTls
 
 logger = logging.getLogger(__name__)
+
+
+# Answered without a credential: the health and readiness RPCs (probes, load balancers).
+OPEN_RPCS = ("ServerLive", "ServerReady", "ModelReady")
+MANAGEMENT_RPCS = ("RepositoryModelLoad", "RepositoryModelUnload")
 
 
 def _aborts_with_status(rpc):
     """Turn an exception into the gRPC status from errors.STATUS, logging real failures (those of
     ModelInfer are logged by the data plane)."""
 
+    check_credential = rpc.__name__ not in OPEN_RPCS
+    management = rpc.__name__ in MANAGEMENT_RPCS
+
     @functools.wraps(rpc)
     async def wrapper(self, request, context):
         try:
+            # The repository RPCs with a management token: that token is their credential.
+            own_token = management and self.ours.access.token is not None
+            if check_credential and self.authenticator is not None and not own_token:
+                self.authenticator.check(_credentials(context))
             return await rpc(self, request, context)
         except Exception as exc:
             status = status_of(exc)
@@ -132,17 +153,24 @@ def encode_v2_grpc(request: V2Request, response: InferenceResponse) -> ModelInfe
 class SklearnInferenceServicer(InferenceServicer):
     """``kserve_data_plane``: KServe's, for the RPCs left to KServe's code; ``ours``: every other."""
 
-    def __init__(self, kserve_data_plane, model_repository_extension, ours: DataPlane):
+    def __init__(
+        self, kserve_data_plane, model_repository_extension, ours: DataPlane, authenticator: Authenticator | None = None
+    ):
         super().__init__(kserve_data_plane, model_repository_extension)
         self.ours = ours
+        self.authenticator = authenticator if authenticator is not None and authenticator.mode != "none" else None
 
     async def ModelReady(self, request, context):
         return pb.ModelReadyResponse(ready=self.ours.model_ready(request.name, request.version or None))
 
     async def ModelMetadata(self, request, context):
         metadata = self.ours.model_metadata(request.name, request.version or None)
+        # TensorMetadata has no parameters (REST's carry dimension names and descriptions).
         tensors = {
-            kind: [pb.ModelMetadataResponse.TensorMetadata(**spec) for spec in metadata[kind]]
+            kind: [
+                pb.ModelMetadataResponse.TensorMetadata(name=s["name"], datatype=s["datatype"], shape=s["shape"])
+                for s in metadata[kind]
+            ]
             for kind in ("inputs", "outputs")
         }
         return pb.ModelMetadataResponse(
@@ -173,6 +201,14 @@ class SklearnInferenceServicer(InferenceServicer):
         )
 
 
+CREDENTIAL_KEYS = ("authorization", "x-api-key")
+
+
+def _credentials(context) -> dict[str, str]:
+    """The metadata a credential travels in, alone."""
+    return {key: value for key, value in context.invocation_metadata() if key in CREDENTIAL_KEYS}
+
+
 def _authorization(context) -> str | None:
     return dict(context.invocation_metadata()).get("authorization")
 
@@ -191,9 +227,13 @@ for _name in (
 
 
 class SklearnGRPCServer(GRPCServer):
-    def __init__(self, *args, ours: DataPlane, **kwargs):
+    def __init__(
+        self, *args, ours: DataPlane, authenticator: Authenticator | None = None, tls: ServerTls | None = None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.ours = ours
+        self.authenticator = authenticator
+        self.tls = tls
 
     async def start(self, max_workers):
         self._server = aio.server(
@@ -201,10 +241,37 @@ class SklearnGRPCServer(GRPCServer):
             options=[
                 ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
                 ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
+                # Workers (kserve/workers.py) each bind the gRPC port: the kernel spreads connections.
+                *([("grpc.so_reuseport", 1)] if self._kwargs.get("workers", 1) > 1 else []),
             ],
         )
-        servicer = SklearnInferenceServicer(self._data_plane, self._model_repository_extension, self.ours)
+        servicer = SklearnInferenceServicer(
+            self._data_plane, self._model_repository_extension, self.ours, self.authenticator
+        )
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
-        self._server.add_insecure_port(f"[::]:{self._port}")
+        if self.tls is None:
+            self._server.add_insecure_port(f"[::]:{self._port}")
+        else:
+            self._server.add_secure_port(f"[::]:{self._port}", server_credentials(self.tls))
         await self._server.start()
         await self._server.wait_for_termination()
+
+
+def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
+    """TLS credentials that follow ``tls``: gRPC asks the fetcher before each handshake, and it
+    answers the new certificate once per swap (None: keep the one in use). gRPC's TLS is TLS 1.2+
+    with ECDHE AEAD suites by default."""
+
+    def configuration(pem):
+        return grpc.ssl_server_certificate_configuration([(pem.key, pem.cert)], root_certificates=pem.client_ca)
+
+    served = tls.generation
+
+    def fetch():
+        nonlocal served
+        if tls.generation == served:
+            return None
+        served = tls.generation
+        return configuration(tls.pem)
+
+    return grpc.dynamic_ssl_server_credentials(configuration(tls.pem), fetch, require_client_authentication=tls.mutual)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
+import os
 
 from fastapi.responses import JSONResponse
 from kserve import errors as kserve_errors
@@ -32,6 +34,7 @@ from ..http.routes import DataPlaneRoutes
 from ..payload_log import payload_logger
 from .grpc import SklearnGRPCServer
 from .settings import ServerSettings
+from .workers import MULTIPROC_ENV, multiprocess_registry
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +70,19 @@ class ReadinessAwareDataPlane(KServeDataPlane):
 
 
 class SklearnModelServer(ModelServer):
-    def __init__(self, settings: ServerSettings, repository: ModelRepository):
+    """``rest_socket``: a listener to serve REST on instead of binding --http_port (a worker's,
+    inherited from the supervisor, kserve/workers.py)."""
+
+    def __init__(self, settings: ServerSettings, repository: ModelRepository, rest_socket=None):
         # KServe's start() would build its own gRPC server; ours is added in start() instead.
+        # TLS is ours (http/tls.py: checked reloads, mutual TLS, gRPC too): KServe gets no files.
+        self.tls = settings.server_tls()
+        self.authenticator = settings.authenticator()
+        # Its workers stay 1: more are forked by kserve/workers.py, each one of these.
         super().__init__(
-            http_port=settings.http_port,
+            http_port=settings.https_port,
             grpc_port=settings.grpc_port,
-            workers=settings.workers,
+            workers=1,
             max_threads=settings.max_threads,
             max_asyncio_workers=settings.max_asyncio_workers,
             enable_grpc=False,
@@ -81,17 +91,19 @@ class SklearnModelServer(ModelServer):
             access_log_format=settings.access_log_format,
             event_loop=settings.event_loop,
             timeout_keep_alive=settings.timeout_keep_alive,
-            ssl_certfile=settings.ssl_certfile,
-            ssl_keyfile=settings.ssl_keyfile,
+            ssl_certfile=None,
+            ssl_keyfile=None,
             grace_period=settings.grace_seconds,
             registered_models=repository,
         )
         self.settings = settings
         self.repository = repository
+        self.rest_socket = rest_socket
         access = ManagementAccess(settings.repository_api_enabled, settings.bearer_token)
         # Every transport's; KServe's wraps it.
         self.ours = DataPlane(repository, access=access, payload_log=payload_logger(settings))
         self._watch: asyncio.Task | None = None
+        self._background: list[asyncio.Task] = []
         if not settings.access_log:
             # KServe's logging setup (in super().__init__) gives uvicorn.access a handler. Uvicorn
             # decides per connection with hasHandlers(), and formats the line's arguments (client
@@ -110,6 +122,8 @@ class SklearnModelServer(ModelServer):
                 kwargs=vars(self.settings),
                 grace_period=self.grace_period,
                 ours=self.ours,
+                authenticator=self.authenticator,
+                tls=self.tls,
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
         use_event_loop(self.event_loop)
@@ -136,14 +150,27 @@ class SklearnModelServer(ModelServer):
                 settings.max_header_bytes, settings.header_timeout_seconds, self.ours.state
             )
             config.load()
-            config.loaded_app = DataPlaneRoutes(config.loaded_app, self.ours, settings.max_request_bytes)
+            config.ssl = self.tls.listening if self.tls is not None else None
+            config.loaded_app = DataPlaneRoutes(
+                config.loaded_app,
+                self.ours,
+                settings.max_request_bytes,
+                settings.protocols,
+                self.authenticator,
+                metrics_open=not settings.auth_metrics,
+            )
             _answer_errors_from_our_table(rest)
             # Uvicorn would begin its shutdown at the first SIGTERM, closing the listener at once.
             rest._server.capture_signals = contextlib.nullcontext
+            if self.rest_socket is not None:
+                rest._server.serve = functools.partial(rest._server.serve, sockets=[self.rest_socket])
         loop = asyncio.get_running_loop()
         Drain(self.ours.state, settings.drain_seconds, self._stop_servers).install(loop)
         if settings.watch:
             self._watch = loop.create_task(self.repository.watch(settings.watch_interval_seconds))
+        self._background = [loop.create_task(self.authenticator.watch(settings.auth_reload_seconds))]
+        if self.tls is not None:
+            self._background.append(loop.create_task(self.tls.watch(settings.tls_reload_seconds)))
         # Everything loaded so far (KServe, scikit-learn, pandas, the model) lives as long as the
         # process. Left in the collector's oldest generation, every full collection walks all of
         # it: long pauses, every few seconds under load. Frozen, full collections scan only what
@@ -158,6 +185,8 @@ class SklearnModelServer(ModelServer):
     async def _stop_servers(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+        for task in self._background:
+            task.cancel()
         logger.info("stopping: listeners closed, requests in flight have %gs to finish", self.settings.grace_seconds)
         if self._rest_server is not None:
             self._rest_server._server.should_exit = True  # uvicorn's own graceful shutdown
@@ -178,6 +207,11 @@ def _answer_errors_from_our_table(rest) -> None:
 
         for error_type in errors.STATUS:
             app.add_exception_handler(error_type, _error_response)
+        if MULTIPROC_ENV in os.environ:
+            # KServe's /metrics handler encodes this module global: every worker's values, summed.
+            from kserve.protocol.rest import server as kserve_rest
+
+            kserve_rest.REGISTRY = multiprocess_registry()
 
     rest.create_application = create_and_map_errors
 

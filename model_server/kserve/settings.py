@@ -11,6 +11,7 @@ from pathlib import Path
 from ..core.errors import SettingsError
 from ..core.settings import boolean, optional, setting
 from ..http.settings import HttpSettings
+from .workers import workers_count
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,11 @@ class ServerSettings(HttpSettings):
     )
     workers: int = setting(
         1,
-        "Must be 1: KServe's multi-process mode would serve without this server's routes; run more "
-        "replicas to use more cores.",
-        int,
+        "Serving processes, or auto (the container's CPU limit, from its cgroup's cpu.max). More than 1: "
+        "the models load once, then the workers are forked and share their memory; every worker "
+        "serves REST and gRPC on the same ports and a supervisor replaces a worker that dies.",
+        workers_count,
+        minimum=1,
     )
     max_threads: int = setting(4, "gRPC server threads.", int, minimum=1)
     max_asyncio_workers: int | None = setting(
@@ -77,12 +80,13 @@ class ServerSettings(HttpSettings):
     )
     ssl_certfile: str | None = setting(
         os.environ.get("KSERVE_TLS_CERT_FILE"),
-        "TLS certificate for HTTPS (default: $KSERVE_TLS_CERT_FILE).",
+        "KServe's name for --tls_cert (default: $KSERVE_TLS_CERT_FILE), used with --ssl_keyfile when "
+        "--tls_cert is not given; as in KServe, it moves the default --http_port 8080 to 8443.",
         optional(str),
     )
     ssl_keyfile: str | None = setting(
         os.environ.get("KSERVE_TLS_KEY_FILE"),
-        "TLS private key for HTTPS (default: $KSERVE_TLS_KEY_FILE).",
+        "KServe's name for --tls_key (default: $KSERVE_TLS_KEY_FILE), used when --tls_key is not given.",
         optional(str),
     )
     configure_logging: bool = setting(True, "Set up KServe's log format and level (KSERVE_LOGLEVEL).", boolean)
@@ -91,6 +95,23 @@ class ServerSettings(HttpSettings):
     grpc_max_receive_message_length: int = setting(
         8 * 1024 * 1024, "Largest gRPC message received, in bytes.", int, minimum=1
     )
+
+    @property
+    def tls_files(self) -> tuple[str | None, str | None]:
+        """--tls_cert / --tls_key, else KServe's --ssl_certfile / --ssl_keyfile (KSERVE_TLS_*_FILE),
+        which, as in KServe, serve TLS only when both are set."""
+        if self.tls_cert:
+            return self.tls_cert, self.tls_key
+        if self.ssl_certfile and self.ssl_keyfile:
+            return self.ssl_certfile, self.ssl_keyfile
+        return None, None
+
+    @property
+    def https_port(self) -> int:
+        """KServe's rule: TLS from its own settings on the default port 8080 listens on 8443."""
+        if not self.tls_cert and self.ssl_certfile and self.ssl_keyfile and self.http_port == 8080:
+            return 8443
+        return self.http_port
 
     @property
     def repository_api_enabled(self) -> bool:
@@ -112,7 +133,10 @@ class ServerSettings(HttpSettings):
             raise SettingsError("give --management_token or --management_token_file, not both")
         if not self.bearer_token and self.management_token_file:
             raise SettingsError(f"--management_token_file {self.management_token_file} is empty")
-        if self.workers != 1:
-            # KServe's multi-process mode re-imports its app in spawned children, without the routes,
-            # readiness and batching added here. Scale out with replicas (see the Helm chart) instead.
-            raise SettingsError("--workers must be 1: run more replicas to use more cores")
+        if self.workers > 1 and (self.repository_api_enabled or self.watch):
+            # Each worker has its own copy of the repository: a load through one worker, or one
+            # worker's watch, would change what that worker serves only.
+            raise SettingsError(
+                "--workers above 1 serves what was loaded at start: it cannot be combined with "
+                "--repository_api or --watch yet (with --model_repository, pass --repository_api false)"
+            )

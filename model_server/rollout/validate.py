@@ -79,6 +79,17 @@ def validate(settings: RolloutSettings, report: Report) -> Validation:
         except (ModelServerError, OSError) as exc:
             record(Check("load", FAIL, f"the {role} version in {directory} does not load: {exc}"))
             return result
+        if not isinstance(loaded[role], Predictor):
+            # The checks below compare estimators' features and answers; a graph's tensors are not that.
+            record(
+                Check(
+                    "load",
+                    FAIL,
+                    f"the {role} version in {directory} is a generic ONNX graph: rollout validation compares "
+                    "estimators (features, labels, probabilities) and does not take one yet",
+                )
+            )
+            return result
     result.stable, result.new = stable, new = loaded["stable"], loaded["new"]
     record(_load_check(stable, new))
     record(_schema_check(stable, new, settings.allow_schema_change))

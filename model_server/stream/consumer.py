@@ -58,7 +58,7 @@ def connection_options(settings: StreamSettings) -> dict:
     }
     if settings.security_protocol in ("SSL", "SASL_SSL"):
         options["ssl_context"] = create_ssl_context(
-            cafile=settings.ssl_cafile, certfile=settings.ssl_certfile, keyfile=settings.ssl_keyfile
+            cafile=settings.tls_ca, certfile=settings.tls_cert, keyfile=settings.tls_key
         )
     if settings.security_protocol.startswith("SASL"):
         options["sasl_mechanism"] = settings.sasl_mechanism

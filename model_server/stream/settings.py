@@ -3,13 +3,19 @@ Kafka and the ops port."""
 
 from __future__ import annotations
 
+import argparse
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..core.errors import SettingsError
-from ..core.settings import PayloadLogSettings, optional, setting
+from ..core.settings import PayloadLogSettings, env_name, optional, setting
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# The TLS flags are named as the server's (--tls_cert, --tls_key; --tls_ca here verifies the
+# brokers, as --tls_client_ca there verifies clients). The earlier names still work, unlisted.
+OLD_NAMES = {"ssl_cafile": "tls_ca", "ssl_certfile": "tls_cert", "ssl_keyfile": "tls_key"}
 
 
 @dataclass(frozen=True)
@@ -66,9 +72,9 @@ class StreamSettings(PayloadLogSettings):
     sasl_password: str | None = setting(
         None, "SASL password (prefer the environment variable, from a Secret).", optional(str)
     )
-    ssl_cafile: str | None = setting(None, "CA bundle to verify the brokers (SSL, SASL_SSL).", optional(str))
-    ssl_certfile: str | None = setting(None, "Client certificate for mutual TLS.", optional(str))
-    ssl_keyfile: str | None = setting(None, "Private key of --ssl_certfile.", optional(str))
+    tls_ca: str | None = setting(None, "CA bundle to verify the brokers (SSL, SASL_SSL).", optional(str))
+    tls_cert: str | None = setting(None, "Client certificate (PEM) for mutual TLS with the brokers.", optional(str))
+    tls_key: str | None = setting(None, "Private key of --tls_cert.", optional(str))
     http_port: int = setting(8080, "Ops HTTP port: /healthz, /readyz, /metrics.", int, minimum=0)
     log_level: str = setting("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
@@ -90,5 +96,20 @@ class StreamSettings(PayloadLogSettings):
                 )
             if not (self.sasl_username and self.sasl_password):
                 raise SettingsError(f"--sasl_username and --sasl_password are required with {self.security_protocol}")
-        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
-            raise SettingsError("--ssl_certfile and --ssl_keyfile go together")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise SettingsError("--tls_cert and --tls_key go together")
+
+    @classmethod
+    def build_parser(cls, prog: str, description: str, parents: Sequence[argparse.ArgumentParser] = ()):
+        parser = super().build_parser(prog, description, parents)
+        for old, new in OLD_NAMES.items():
+            parser.add_argument(
+                f"--{old}", dest=new, type=optional(str), default=argparse.SUPPRESS, help=argparse.SUPPRESS
+            )
+        return parser
+
+    @classmethod
+    def from_args(cls, argv=None, environ: Mapping[str, str] = os.environ, **kwargs):
+        """The old variables (MODEL_SERVER_SSL_CAFILE, ...) stand for the new ones they are not beside."""
+        renamed = {env_name(new): environ[env_name(old)] for old, new in OLD_NAMES.items() if env_name(old) in environ}
+        return super().from_args(argv, environ={**renamed, **environ}, **kwargs)

@@ -223,3 +223,44 @@ def test_footprint_harness_measures_every_server(tmp_path):
     servers = {row["server"]: row for row in result["servers"]}
     assert len(servers) == 4 and all(row["cold_start_s"] > 0 and row["rss_mb"] > 0 for row in servers.values())
     assert (tmp_path / "footprint.md").read_text() in done.stdout
+
+
+def test_generic_onnx_benchmark_quick_run_writes_every_figure(tmp_path):
+    # Both exports through the server over V2 binary and gRPC, beside the bare session; no figure asserted.
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.onnx_generic", "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    results = json.loads((tmp_path / "onnx_generic.json").read_text())
+    assert "xgboost" in results["models"]  # shipped with the tests; paddle_image needs PyPI once
+    for model in results["models"].values():
+        assert model["bare"]["req_per_s"] > 0
+        assert set(model["server"]) == {"v2-binary", "v2-grpc"}
+        for run in model["server"].values():
+            assert run["valid"] and run["req_per_s"] > 0 and run["target_met"] == (run["ratio_to_bare"] >= 0.8)
+    assert "| server v2-grpc |" in (tmp_path / "onnx_generic.md").read_text()
+
+
+def test_security_benchmark_runs_every_variant_with_no_failed_response(tmp_path):
+    """benchmarks.security --quick: plain text, TLS and API-key servers under wrk and h2load (the
+    credential sent by both, TLS spoken by both); every run valid, every target reported."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.security", "--quick", "--out", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads((tmp_path / "security.json").read_text())
+    assert [(r["protocol"], r["variant"]) for r in result["rows"]] == [
+        (protocol, variant) for protocol in ("v2-rest", "v2-grpc") for variant in ("plain", "tls", "api_key")
+    ]
+    assert all(r["invalid_reason"] is None and r["req_per_s"] > 0 for r in result["rows"])
+    assert {r["variant"]: r["target"] for r in result["rows"]} == {"plain": None, "tls": 0.85, "api_key": 0.95}
+    assert result["handshake"]["tls_p50_ms"] > result["handshake"]["tcp_p50_ms"]
+    assert "| v2-grpc | TLS |" in (tmp_path / "security.md").read_text()

@@ -386,3 +386,31 @@ def test_the_reader_finds_the_context():
         ("command", " jq . "),
         ("comment", " --note"),
     ]
+
+
+PYTHON_NAME = re.compile(r"(?<![\w/.-])(model_server(?:\.\w+)+)")
+
+
+def test_every_python_name_the_docs_mention_imports():
+    """``model_server.core.artifact.write_metadata`` and the like: a module, or a name in one."""
+    import importlib
+
+    wrong = []
+    for path in [*DOCS, REPO / "benchmarks" / "README.md", REPO / "charts" / "model-server" / "README.md"]:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for name in PYTHON_NAME.findall(line):
+                if "python -m " + name in line or name.endswith(("_total", "_seconds", "_bucket")):
+                    continue  # a command (checked above), or a metric named like the package
+                module, _, attribute = name.rpartition(".")
+                try:
+                    importlib.import_module(name)
+                    continue
+                except ImportError:
+                    pass
+                try:
+                    if hasattr(importlib.import_module(module), attribute):
+                        continue
+                except ImportError:
+                    pass
+                wrong.append(f"{path.relative_to(REPO)}:{number} {name}")
+    assert wrong == []

@@ -3,6 +3,7 @@ containers of it that publish 8080/8081 on free loopback ports."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from contextlib import contextmanager
@@ -64,10 +65,35 @@ class Container:
         wait_until_ready(self.http_url, stopped, self.logs, timeout)
 
 
+def write_demo_model(engine: Engine, image: Image, directory: Path, *demo_args: str) -> Path:
+    """A demo model written into ``directory`` by the image's own scikit-learn, as the engine's user
+    (so any host can read it)."""
+    engine(
+        "run",
+        "--rm",
+        *RUN_LIMITS,
+        "--user",
+        f"{os.getuid()}:{os.getgid()}",
+        "--volume",
+        f"{directory}:/out",
+        "--entrypoint",
+        "/opt/venv/bin/python",
+        image.tag,
+        "-m",
+        "model_server.demo",
+        "/out",
+        *demo_args,
+    )
+    return directory
+
+
 @contextmanager
-def running_container(engine: Engine, image: Image, *server_args: str, run_args: tuple[str, ...] = ()):
+def running_container(
+    engine: Engine, image: Image, *server_args: str, run_args: tuple[str, ...] = (), http_port: int = 8080
+):
     """A read-only container (only /tmp writable, as on KServe with readOnlyRootFilesystem) of the
-    image, ready to serve; removed when the block ends."""
+    image, ready to serve; removed when the block ends. ``http_port``: the port the server listens
+    on inside (published with 8081)."""
     name = f"model-server-test-{uuid.uuid4().hex[:10]}"
     engine(
         "run",
@@ -79,7 +105,7 @@ def running_container(engine: Engine, image: Image, *server_args: str, run_args:
         "/tmp",
         *RUN_LIMITS,
         "--publish",
-        "127.0.0.1::8080",
+        f"127.0.0.1::{http_port}",
         "--publish",
         "127.0.0.1::8081",
         *run_args,
@@ -87,7 +113,8 @@ def running_container(engine: Engine, image: Image, *server_args: str, run_args:
         *server_args,
     )
     try:
-        container = Container(engine, name, f"http://{_host_port(engine, name, 8080)}", _host_port(engine, name, 8081))
+        http_url = f"http://{_host_port(engine, name, http_port)}"
+        container = Container(engine, name, http_url, _host_port(engine, name, 8081))
         container.wait_ready()
         yield container
     finally:

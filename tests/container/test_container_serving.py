@@ -4,7 +4,6 @@ server runs as, and shutdown on SIGTERM."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import grpc
@@ -17,7 +16,7 @@ from sklearn.datasets import load_iris
 
 from model_server.demo import train
 
-from .container_engine import RUN_LIMITS, running_container
+from .container_engine import running_container, write_demo_model
 
 pytestmark = pytest.mark.timeout(1800)  # the first test may build the image (a few minutes, cold)
 
@@ -147,24 +146,7 @@ def test_model_mounted_at_mnt_models_replaces_the_demo(engine, image, tmp_path):
     """KServe's storage initializer mounts the real model at /mnt/models: it wins over the demo."""
     model_dir = tmp_path / "model"
     model_dir.mkdir()
-    # Written by the image's own scikit-learn, as the user that runs the engine, so any host can read it.
-    engine(
-        "run",
-        "--rm",
-        *RUN_LIMITS,
-        "--user",
-        f"{os.getuid()}:{os.getgid()}",
-        "--volume",
-        f"{model_dir}:/out",
-        "--entrypoint",
-        "/opt/venv/bin/python",
-        image.tag,
-        "-m",
-        "model_server.demo",
-        "/out",
-        "--version",
-        "2",
-    )
+    write_demo_model(engine, image, model_dir, "--version", "2")
     assert (model_dir / "model.joblib").is_file()
     with running_container(engine, image, run_args=("--volume", f"{model_dir}:/mnt/models:ro")) as container:
         assert _v2_infer(container, ROWS[:2])["model_version"] == "2"

@@ -65,6 +65,7 @@ def test_ci_covers_every_supported_combination():
         "batch-job-values",
         "batch-cronjob-values",
         "ports-identity-values",
+        "security-values",
     }
 
 
@@ -176,7 +177,13 @@ def server_env(predictor: dict) -> list:
 
 def test_shutdown_and_management_settings_reach_the_server(helm):
     objects = helm_template(helm)
-    assert runtime_of(objects)["args"][-3:] == ["--drain_seconds=5", "--grace_seconds=20", "--repository_api=false"]
+    args = runtime_of(objects)["args"]
+    assert args[args.index("--drain_seconds=5") :] == [
+        "--drain_seconds=5",
+        "--grace_seconds=20",
+        "--repository_api=false",
+        "--require_sha256=true",
+    ]
     assert isvc_of(objects)["spec"]["predictor"]["terminationGracePeriodSeconds"] == 30
     assert server_env(isvc_of(objects)["spec"]["predictor"]) == []
     isvc = isvc_of(helm_template(helm, "-f", str(SCHEDULING_VALUES)))
@@ -201,8 +208,31 @@ def test_shutdown_and_management_settings_reach_the_server(helm):
     assert "terminationGracePeriodSeconds" not in isvc_of(helm_template(helm, *KNATIVE))["spec"]["predictor"]
 
 
+def test_onnx_session_values_become_the_server_flags(helm):
+    assert not any(arg.startswith("--onnx_") for arg in runtime_of(helm_template(helm))["args"])  # the defaults
+    values = ["intraOpThreads=2", "interOpThreads=3", "graphOptimization=basic", "warmup=true"]
+    args = runtime_of(helm_template(helm, *[a for v in values for a in ("--set", f"model.onnx.{v}")]))["args"]
+    expected = {"--onnx_intra_op_threads=2", "--onnx_inter_op_threads=3", "--onnx_graph_optimization=basic"}
+    assert expected | {"--onnx_warmup=true"} <= set(args)
+    # The schema refuses a level ONNX Runtime has not.
+    assert "graphOptimization" in helm_template_error(helm, "--set", "model.onnx.graphOptimization=max")
+
+
+def test_workers_reach_the_server_and_stay_1_with_the_repository_api(helm):
+    assert "--workers=auto" in runtime_of(helm_template(helm))["args"]
+    assert "--workers=3" in runtime_of(helm_template(helm, "--set", "workers=3"))["args"]
+    repository_api = ["--set", "server.repositoryApi=true", "--set", "server.managementTokenSecret=token"]
+    assert "--workers=1" in runtime_of(helm_template(helm, *repository_api))["args"]
+    message = helm_template_error(helm, *repository_api, "--set", "workers=3")
+    assert "a load through the repository API would reach one worker only" in message
+    assert "/workers" in helm_template_error(helm, "--set", "workers=0")
+
+
 def test_require_sha256_reaches_every_server_it_runs(helm):
-    assert not any("--require_sha256" in arg for arg in runtime_of(helm_template(helm))["args"])  # KServe's default
+    # On by default in the chart (the server's own default stays KServe's); false leaves the flag out.
+    lax = ["--set", "model.requireSha256=false"]
+    assert not any("--require_sha256" in arg for arg in runtime_of(helm_template(helm, *lax))["args"])
+    assert runtime_of(helm_template(helm))["args"][-1] == "--require_sha256=true"
     strict = ["--set", "model.requireSha256=true"]
     assert runtime_of(helm_template(helm, *strict))["args"][-1] == "--require_sha256=true"
     assert (
@@ -397,9 +427,11 @@ def test_custom_container_runs_the_image_without_a_runtime(helm):
         "--model_dir=/mnt/models",
         "--http_port=8080",
         "--grpc_port=8081",
+        "--workers=auto",
         "--drain_seconds=5",
         "--grace_seconds=20",
         "--repository_api=false",
+        "--require_sha256=true",
         "--max_batch_size=64",
     ]
     assert {"name": "STORAGE_URI", "value": "gs://kfserving-examples/models/sklearn/1.0/model"} in container["env"]
@@ -471,10 +503,148 @@ def test_pdb_and_network_policy_select_the_predictor_pods(helm):
     assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": pod_labels}}
     policy = one(objects, "NetworkPolicy")
     assert policy["spec"]["podSelector"]["matchLabels"] == pod_labels and policy["spec"]["policyTypes"] == ["Ingress"]
-    sources = policy["spec"]["ingress"][0]["from"]
-    assert {"podSelector": {}} in sources
-    allowed = [s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for s in sources[1:]]
-    assert allowed == ["istio-system", "monitoring"]
+    callers, prometheus = policy["spec"]["ingress"]
+    # No "every pod of the namespace": the helm test pod, the labelled clients, the gateway's namespace.
+    assert {"podSelector": {}} not in callers["from"]
+    test_pod = one(helm_template(helm, "-f", str(CHART / "ci" / "monitoring-values.yaml")), "Pod")
+    selectors = [s["podSelector"]["matchLabels"] for s in callers["from"] if "podSelector" in s]
+    assert all(test_pod["metadata"]["labels"][k] == v for k, v in selectors[0].items())
+    assert selectors[1:] == [{"model-client": "true"}]
+    namespaces = [s["namespaceSelector"]["matchLabels"] for s in callers["from"] if "namespaceSelector" in s]
+    assert namespaces == [{"kubernetes.io/metadata.name": "istio-system"}]
+    # Prometheus: its pods in its namespace, to the HTTP port (/metrics) only.
+    assert prometheus == {
+        "from": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+            }
+        ],
+        "ports": [{"port": 8080, "protocol": "TCP"}],
+    }
+
+
+SECURITY_VALUES = CHART / "ci" / "security-values.yaml"
+
+
+def test_tls_and_auth_reach_the_server_its_volumes_and_probes(helm, schema_validator):
+    objects = helm_template(helm, "-f", str(SECURITY_VALUES))
+    assert [p for o in objects for p in schema_validator.validate(o)] == []
+    runtime, isvc = runtime_of(objects), isvc_of(objects)
+    args = runtime["args"]
+    for flag in (
+        "--tls_cert=/etc/model-server/tls/tls.crt",
+        "--tls_key=/etc/model-server/tls/tls.key",
+        "--tls_client_ca=/etc/model-server/client-ca/ca.crt",
+        "--auth=jwt",
+        "--auth_jwks=/etc/model-server/jwks/jwks.json",
+        "--auth_jwt_issuer=https://login.example.com/",
+        "--auth_jwt_audience=iris",
+        "--auth_metrics=true",
+        "--repository_api=true",
+    ):
+        assert flag in args, flag
+    predictor = isvc["spec"]["predictor"]
+    secrets = {v["name"]: v["secret"]["secretName"] for v in predictor["volumes"] if "secret" in v}
+    assert secrets == {"tls": "iris-tls", "client-ca": "iris-tls", "jwks": "iris-jwks"}
+    mounts = {m["name"]: m["mountPath"] for m in predictor["model"]["volumeMounts"] if m.get("readOnly")}
+    assert mounts == {
+        "tls": "/etc/model-server/tls",
+        "client-ca": "/etc/model-server/client-ca",
+        "jwks": "/etc/model-server/jwks",
+    }
+    # Mutual TLS: the kubelet has no client certificate, the probe runs in the container with the pod's own.
+    probe = runtime["readinessProbe"]["exec"]["command"]
+    assert probe[0] == "python" and probe[3:] == [
+        "https://127.0.0.1:8080/v2/health/ready",
+        "/etc/model-server/tls/tls.crt",
+        "/etc/model-server/tls/tls.key",
+    ]
+    # TLS alone: the kubelet's HTTPS probes.
+    plain_tls = runtime_of(helm_template(helm, "--set", "tls.secretName=iris-tls"))
+    assert plain_tls["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080, "scheme": "HTTPS"}
+    assert plain_tls["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert "scheme" not in runtime_of(helm_template(helm))["readinessProbe"]["httpGet"]
+    # The helm test calls over HTTPS with the Secret's CA and certificate, and sends its token.
+    test = one(objects, "Pod")["spec"]["containers"][0]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in test["env"]}
+    assert env["BASE_URL"] == "https://iris-predictor.models.svc.cluster.local:80"
+    assert env["CA_FILE"] == "/etc/model-server/tls/ca.crt" and env["CLIENT_CERT"] == "/etc/model-server/tls/tls.crt"
+    assert env["TOKEN_FILE"] == "/etc/model-server/test-credential/token"
+    pod = one(objects, "Pod")["spec"]
+    assert {"name": "test-credential", "secret": {"secretName": "iris-test-token"}} in pod["volumes"]
+    assert {"name": "test-credential", "mountPath": "/etc/model-server/test-credential", "readOnly": True} in test[
+        "volumeMounts"
+    ]
+
+
+def test_api_key_mode_mounts_the_hashed_keys(helm):
+    values = [
+        "--set",
+        "auth.mode=api_key",
+        "--set",
+        "auth.apiKeys.secretName=iris-keys",
+        "--set",
+        "helmTest.enabled=false",
+    ]
+    objects = helm_template(helm, *values)
+    assert runtime_of(objects)["args"][-2:] == [
+        "--auth=api_key",
+        "--auth_api_keys_file=/etc/model-server/api-keys/api-keys",
+    ]
+    volumes = isvc_of(objects)["spec"]["predictor"]["volumes"]
+    assert {"name": "api-keys", "secret": {"secretName": "iris-keys"}} in volumes
+    url = [
+        "--set",
+        "auth.mode=jwt",
+        "--set",
+        "auth.jwt.jwksUrl=https://login.example.com/jwks",
+        "--set",
+        "auth.jwt.issuer=i",
+    ]
+    jwt = runtime_of(helm_template(helm, *url, "--set", "auth.jwt.audience=a", "--set", "helmTest.enabled=false"))
+    assert "--auth_jwks=https://login.example.com/jwks" in jwt["args"]
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (["--set", "auth.mode=api_key"], "'/auth/apiKeys/secretName': minLength: got 0, want 1"),
+        (
+            ["--set", "auth.mode=jwt", "--set", "auth.jwt.jwksUrl=https://a/j", "--set", "auth.jwt.audience=a"],
+            "'/auth/jwt/issuer': minLength",
+        ),
+        (
+            ["--set", "auth.mode=jwt", "--set", "auth.jwt.issuer=i", "--set", "auth.jwt.audience=a"],
+            "'/auth/jwt': 'oneOf' failed",
+        ),
+        (["--set", "auth.mode=oauth"], "'/auth/mode': value must be one of 'none', 'api_key', 'jwt'"),
+        (["--set", "auth.jwt.jwksUrl=ftp://x"], "'/auth/jwt/jwksUrl'"),
+        (["--set", "tls.clientCaSecretName=ca"], "'/tls/secretName': minLength: got 0, want 1"),
+        (["--set", "tls.secretName=Bad_Name"], "'/tls/secretName': 'Bad_Name' does not match pattern"),
+        (["--set", "server.repositoryApi=true"], "server.repositoryApi needs server.managementTokenSecret"),
+        ([*KNATIVE, "--set", "tls.secretName=iris-tls"], "tls.secretName in Knative mode"),
+        (
+            ["--set", "auth.mode=api_key", "--set", "auth.apiKeys.secretName=k"],
+            "helmTest.enabled with auth.mode api_key needs helmTest.credentialSecret",
+        ),
+        (
+            [
+                "--set",
+                "multiModel.enabled=true",
+                "--set",
+                "auth.mode=api_key",
+                "--set",
+                "auth.apiKeys.secretName=k",
+                "--set",
+                "helmTest.enabled=false",
+            ],
+            "KServe's agent loads models through the repository API and sends no credential",
+        ),
+    ],
+)
+def test_tls_and_auth_half_configured_are_refused(helm, values, message):
+    assert message in helm_template_error(helm, *values)
 
 
 def test_dashboard_configmap_for_the_grafana_sidecar(helm):

@@ -113,3 +113,36 @@ def test_dashboard_shows_rates_and_errors_per_model_version(helm, exported):
     per_version = [q for q in queries(helm) if "by (model, version)" in q]
     assert len(per_version) >= 2 and any('code!~"2.."' in q for q in per_version)
     assert any(labels["model"] and labels["version"] for labels in exported["model_server_requests_total"])
+
+
+def test_helm_test_client_over_mutual_tls_with_an_api_key(demo_model_dir, tmp_path):
+    """The chart's tls + auth setup replayed: the pod's own certificate as the client's, the
+    Secret's ca.crt to verify the server, the credential from its file."""
+    import ssl
+
+    from model_server.core.auth import hash_api_key
+    from tests.support.certificates import Authority
+    from tests.support.servers import start_server
+
+    ca = Authority(tmp_path / "ca")
+    pod = ca.issue("pod")  # serverAuth; the chart's recipe issues it for client auth too
+    client = ca.issue("client", client=True)
+    keys = tmp_path / "api-keys"
+    keys.write_text(f"{hash_api_key('smoke-key')} helm-test\n")
+    token = tmp_path / "token"
+    token.write_text("smoke-key\n")
+    args = [f"--tls_cert={pod.cert}", f"--tls_key={pod.key}", f"--tls_client_ca={ca.path}"]
+    args += ["--auth=api_key", f"--auth_api_keys_file={keys}"]
+    verify = ssl.create_default_context(cafile=str(ca.path))
+    verify.load_cert_chain(*client.pair())
+    with start_server(demo_model_dir, "iris", *args, tls_verify=verify) as served:
+        env = {"CA_FILE": str(ca.path), "CLIENT_CERT": str(client.cert), "CLIENT_KEY": str(client.key)}
+        base = {**os.environ, "BASE_URL": served.http_url.replace("127.0.0.1", "localhost"), "MODEL_NAME": "iris"}
+        common = {**base, "PROTOCOL": "v2", "INSTANCES": "[[5.1, 3.5, 1.4, 0.2]]", "ATTEMPTS": "1", **env}
+        run_it = [sys.executable, str(SMOKE_REQUEST)]
+        ok = subprocess.run(
+            run_it, env={**common, "TOKEN_FILE": str(token)}, capture_output=True, text=True, timeout=60
+        )
+        assert ok.returncode == 0 and ok.stdout.startswith("OK "), ok.stdout + ok.stderr
+        refused = subprocess.run(run_it, env=common, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1 and "HTTP 401" in refused.stdout

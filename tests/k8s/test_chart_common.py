@@ -88,7 +88,9 @@ def test_knative_grpc_serves_on_the_grpc_container_port(helm):
 
 
 def test_container_ports_move_the_stream_consumer_and_its_network_policy(helm, schema_validator):
-    objects = helm_template(helm, *PORTS, *STREAM, "--set", "networkPolicy.enabled=true")
+    objects = helm_template(
+        helm, *PORTS, *STREAM, "--set", "networkPolicy.enabled=true", "--set", "networkPolicy.prometheus.namespace=mon"
+    )
     assert [p for o in objects for p in schema_validator.validate(o)] == []
     deployment = one(objects, "Deployment")
     (consumer,) = deployment["spec"]["template"]["spec"]["containers"]

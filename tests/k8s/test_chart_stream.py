@@ -57,7 +57,7 @@ def test_consumer_runs_the_same_image_with_flags_the_consumer_accepts(helm):
     )
     assert settings.group_id == "iris-model-server-stream" and settings.model_name == "iris"
     assert (settings.security_protocol, settings.sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
-    assert settings.ssl_cafile == "/etc/kafka-tls/ca.crt" and settings.commit_interval_ms == 50
+    assert settings.tls_ca == "/etc/kafka-tls/ca.crt" and settings.commit_interval_ms == 50
     secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in consumer["env"]}
     assert secrets["MODEL_SERVER_SASL_PASSWORD"] == {"name": "iris-kafka-user", "key": "password"}
 

@@ -192,3 +192,53 @@ def test_grpc_integers_out_of_range_are_invalid_argument_like_rest(stub, served_
     rest = httpx.post(f"{served_model.http_url}/v2/models/iris/infer", json=body)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.value.details() == rest.json()["error"] and "must lie in" in rest.json()["error"]
+
+
+# -- credentials: whatever a client puts in the headers, a refusal is a 401, never a 5xx ---------
+
+HEADER_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=300)
+CREDENTIAL = st.one_of(
+    HEADER_TEXT,
+    st.builds(lambda s: "Bearer " + s, HEADER_TEXT),
+    # JWT-shaped: three base64url-ish segments
+    st.builds(
+        lambda a, b, c: f"Bearer {a}.{b}.{c}",
+        *[st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=", max_size=80)] * 3,
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def guarded_routes(demo_model_dir, tmp_path_factory):
+    """The same routes behind each --auth mode (JWKS: a real RSA key's)."""
+    import json
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from model_server.core import auth
+
+    directory = tmp_path_factory.mktemp("credentials")
+    keys = directory / "api-keys"
+    keys.write_text(f"{auth.hash_api_key('the-key')} client\n")
+    public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    jwks = directory / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(public)), "kid": "k"}]}))
+    registry = FixedRegistry(iris=ServedModel("iris", Predictor.load(demo_model_dir)))
+    authenticators = [
+        auth.build("api_key", api_keys_file=str(keys)),
+        auth.build("jwt", jwks=str(jwks), issuer="i", audience="a"),
+    ]
+    return [DataPlaneRoutes(Downstream(), DataPlane(registry), 1 << 20, authenticator=a) for a in authenticators]
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(authorization=CREDENTIAL, api_key=st.one_of(st.none(), HEADER_TEXT))
+def test_any_credential_header_is_refused_with_401_never_5xx(guarded_routes, authorization, api_key):
+    headers = {"authorization": authorization, **({"x-api-key": api_key} if api_key is not None else {})}
+    headers = {name: value.encode("latin-1") for name, value in headers.items()}  # any byte a header may hold
+    body = b'{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP64","data":[1,2,3,4]}]}'
+    for routes in guarded_routes:
+        response = asyncio.run(post(routes, "/v2/models/iris/infer", body, headers))
+        assert response.status_code == 401, (headers, response.status_code, response.text)
+        assert response.headers["www-authenticate"].startswith("Bearer")

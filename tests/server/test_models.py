@@ -278,7 +278,7 @@ def test_readiness_follows_the_model(demo_model_dir):
         assert httpx.post(f"{url}/v1/models/iris:predict", json={"instances": [[1, 2, 3, 4]]}).status_code in (404, 503)
 
 
-def test_cli_help_and_unsupported_workers():
+def test_cli_help_and_unusable_workers():
     help_text = subprocess.run([sys.executable, "-m", "model_server", "--help"], capture_output=True, text=True)
     assert help_text.returncode == 0
     for flag in (
@@ -294,8 +294,8 @@ def test_cli_help_and_unsupported_workers():
         "--enable_latency_logging",
     ):
         assert flag in help_text.stdout
-    workers = subprocess.run([sys.executable, "-m", "model_server", "--workers=2"], capture_output=True, text=True)
-    assert workers.returncode == 2 and "--workers must be 1" in workers.stderr
+    workers = subprocess.run([sys.executable, "-m", "model_server", "--workers=0"], capture_output=True, text=True)
+    assert workers.returncode == 2 and "--workers must be at least 1, got 0" in workers.stderr
 
 
 @pytest.mark.parametrize("flags, logged", [((), False), (("--access_log=true",), True)], ids=["default", "asked"])

@@ -195,6 +195,13 @@ def test_edge_runtime_serves_onnx_with_none_of_kserve_fastapi_pandas_sklearn_sci
             httpx.post(f"{url}/v2/models/forest/infer", json={"inputs": [tensor]}).json()["outputs"][0]["data"]
             == expected
         )
+        # MLflow's /invocations too, still without pandas: JSON and CSV (positional: a nameless model).
+        assert httpx.post(f"{url}/invocations", json={"instances": ROWS.tolist()}).json() == {"predictions": expected}
+        csv = "\n".join(
+            [",".join(f"f{j}" for j in range(ROWS.shape[1]))] + [",".join(map(repr, r)) for r in ROWS.tolist()]
+        )
+        by_csv = httpx.post(f"{url}/invocations", content=csv, headers={"content-type": "text/csv"})
+        assert by_csv.json() == {"predictions": expected}
         wrong = httpx.post(f"{url}/v1/models/forest:predict", json={"instances": [[1, 2, 3]]})
         assert wrong.status_code == 400 and "instance 0 has 3 features, the model expects 6" in wrong.json()["error"]
         assert httpx.get(f"{url}/v2/models/forest").json()["platform"] == "onnxruntime_onnx"

@@ -366,3 +366,33 @@ def test_onnx_model_directory_loads_through_the_same_table(tmp_path):
     artifact = ModelArtifact.load(tmp_path / "onnx", require_sha256=True)
     assert artifact.format == "ONNX" and artifact.path.name == "model.onnx"
     assert artifact.estimator.predict(X).tolist() == model.predict(X).tolist()
+
+
+def test_mlmodel_signature_params_and_predict_fn_are_kept_for_invocations(tmp_path, mlflow_models):
+    params = [{"name": "temperature", "type": "double", "default": 1.0, "shape": None}]
+    model_dir = edit_mlmodel(
+        copy(mlflow_models["pickle"], tmp_path),
+        lambda d: (
+            d["signature"].update(params=json.dumps(params)),
+            d["flavors"]["python_function"].update(predict_fn="predict_proba"),
+        ),
+    )
+    metadata = ModelArtifact.load(model_dir).metadata
+    assert (metadata.params, metadata.predict_fn) == (("temperature",), "predict_proba")
+    plain = ModelArtifact.load(mlflow_models["pickle"]).metadata
+    assert (plain.params, plain.predict_fn) == ((), "predict")
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda d: d["signature"].update(params="[{"), "signature.params is not valid JSON"),
+        (lambda d: d["signature"].update(params=json.dumps([{"type": "double"}])), "signature.params must be a list"),
+        (lambda d: d["flavors"]["python_function"].update(predict_fn=3), "predict_fn must be a method name"),
+    ],
+)
+def test_unusable_params_or_predict_fn_is_one_line_naming_the_key(tmp_path, mlflow_models, change, message):
+    model_dir = edit_mlmodel(copy(mlflow_models["pickle"], tmp_path), change)
+    with pytest.raises(ArtifactError, match=message) as error:
+        ModelArtifact.load(model_dir)
+    one_line(error)

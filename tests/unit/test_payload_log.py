@@ -168,3 +168,16 @@ def test_the_kafka_url_needs_a_topic():
     settings = PayloadLogSettings(log_payloads="all", log_sink="kafka://127.0.0.1:9092")
     with pytest.raises(SettingsError, match="topic"):
         sink_for(settings.log_sink, settings)
+
+
+def test_the_cloudevent_extensions_component_and_endpoint_come_from_the_environment(monkeypatch):
+    from model_server.payload_log.http_sink import CloudEventSink
+
+    monkeypatch.delenv("MODEL_SERVER_LOG_COMPONENT", raising=False)
+    monkeypatch.delenv("MODEL_SERVER_LOG_ENDPOINT", raising=False)
+    default = CloudEventSink("http://receiver.test/", "iris").extensions
+    assert (default["ce-component"], default["ce-endpoint"]) == ("predictor", "")
+    monkeypatch.setenv("MODEL_SERVER_LOG_COMPONENT", "transformer")
+    monkeypatch.setenv("MODEL_SERVER_LOG_ENDPOINT", "canary")
+    extensions = CloudEventSink("http://receiver.test/", "iris").extensions
+    assert (extensions["ce-component"], extensions["ce-endpoint"]) == ("transformer", "canary")

@@ -210,3 +210,65 @@ def test_bad_cloudevents_are_400_naming_the_problem(routes, headers, content, me
 def test_pass_through_bodies_are_limited_too(routes):
     response = send(routes, "POST", "/v2/models/iris:explain", content=b"x" * 5000)
     assert response.status_code == 413 and routes.app.seen == []
+
+
+# -- MLflow's scoring protocol (http/mlflow.py): the server side by side with MLflow's is in
+# tests/server/test_mlflow_protocol.py ------------------------------------------------------------
+
+
+def test_invocations_answer_what_v1_answers(routes):
+    v1 = send(routes, "POST", "/v1/models/iris:predict", json={"instances": ROWS})
+    mlflow = send(routes, "POST", "/invocations", json={"instances": ROWS})
+    assert mlflow.status_code == 200 and mlflow.json() == v1.json()
+    too_large = send(routes, "POST", "/invocations", json={"instances": ROWS * 200})
+    assert too_large.status_code == 413
+    assert too_large.json() == {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "request body exceeds 4096 bytes"}
+    assert routes.app.seen == []
+
+
+def test_invocations_need_a_server_of_one_model(iris_predictor):
+    two = FixedRegistry(iris=ServedModel("iris", iris_predictor), wine=ServedModel("wine", iris_predictor))
+    response = send(DataPlaneRoutes(Downstream(), DataPlane(two), 4096), "POST", "/invocations", json={"inputs": ROWS})
+    assert response.status_code == 400
+    assert "serves 2 models (iris, wine)" in response.json()["message"]
+    none = send(DataPlaneRoutes(Downstream(), DataPlane(FixedRegistry()), 4096), "POST", "/invocations", json={})
+    assert none.status_code == 503 and none.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    assert send(DataPlaneRoutes(Downstream(), DataPlane(FixedRegistry()), 4096), "GET", "/ping").status_code == 503
+
+
+def test_switched_off_protocols_answer_404_and_never_reach_kserve(iris_predictor):
+    dataplane = DataPlane(FixedRegistry(iris=ServedModel("iris", iris_predictor)))
+    routes = DataPlaneRoutes(Downstream(), dataplane, 4096, protocols=("mlflow",))
+    for method, path in [
+        ("POST", "/v1/models/iris:predict"),
+        ("POST", "/v2/models/iris/infer"),
+        ("GET", "/v1/models/iris"),
+    ]:
+        response = send(routes, method, path, json={"instances": ROWS})
+        assert response.status_code == 404 and "--protocols mlflow" in response.json()["error"]
+    assert send(routes, "GET", "/v2/health/ready").status_code == 200
+    assert routes.app.seen == []
+
+
+def test_a_large_invocations_body_is_decoded_off_the_event_loop_and_answered_whole(iris_predictor):
+    dataplane = DataPlane(FixedRegistry(iris=ServedModel("iris", iris_predictor)))
+    routes = DataPlaneRoutes(Downstream(), dataplane, max_body_bytes=1 << 22)
+    rows = ROWS * 10_000  # ~400 KB of CSV: past THREAD_BYTES
+    csv = "sepal_length,sepal_width,petal_length,petal_width\n" + "\n".join(",".join(map(str, row)) for row in rows)
+    response = send(routes, "POST", "/invocations", content=csv, headers={"content-type": "text/csv"})
+    assert response.status_code == 200
+    v1 = send(routes, "POST", "/v1/models/iris:predict", json={"instances": ROWS}).json()["predictions"]
+    assert response.json()["predictions"] == v1 * 10_000
+
+
+def test_invocations_for_a_predictor_without_columns_say_where_to_go(iris_predictor):
+    class TensorPredictor:  # what a predictor of named tensors (no column schema) looks like here
+        version, artifact = "1", iris_predictor.artifact
+
+    dataplane = DataPlane(FixedRegistry(graph=ServedModel("graph", TensorPredictor())))
+    response = send(DataPlaneRoutes(Downstream(), dataplane, 4096), "POST", "/invocations", json={"inputs": ROWS})
+    assert response.status_code == 501
+    assert response.json() == {
+        "error_code": "NOT_IMPLEMENTED",
+        "message": "model graph takes tensors, not the columns of MLflow's formats: use /v2/models/graph/infer",
+    }

@@ -26,7 +26,12 @@ OTHER_VALUES = {
     "max_batch_wait_ms": ("2.5", 2.5),
     "require_sha256": ("true", True),
     "onnx_cache_dir": ("/var/cache/onnx", "/var/cache/onnx"),
+    "onnx_intra_op_threads": ("4", 4),
+    "onnx_inter_op_threads": ("2", 2),
+    "onnx_graph_optimization": ("basic", "basic"),
+    "onnx_warmup": ("true", True),
     "http_port": ("9000", 9000),
+    "protocols": ("v2,mlflow", ("v2", "mlflow")),
     "grpc_port": ("9001", 9001),
     "enable_grpc": ("false", False),
     "max_request_bytes": ("1024", 1024),
@@ -62,9 +67,37 @@ OTHER_VALUES = {
     "log_queue_size": ("100", 100),
     "log_roll_seconds": ("5", 5.0),
     "log_roll_mb": ("1.5", 1.5),
+    "tls_cert": ("/tls/tls.crt", "/tls/tls.crt"),
+    "tls_key": ("/tls/tls.key", "/tls/tls.key"),
+    "tls_client_ca": ("/tls/ca.crt", "/tls/ca.crt"),
+    "tls_reload_seconds": ("2", 2.0),
+    "auth": ("api_key", "api_key"),
+    "auth_api_keys_file": ("/keys/api-keys", "/keys/api-keys"),
+    "auth_jwks": ("https://issuer.test/jwks.json", "https://issuer.test/jwks.json"),
+    "auth_jwt_issuer": ("https://issuer.test", "https://issuer.test"),
+    "auth_jwt_audience": ("models", "models"),
+    "auth_metrics": ("true", True),
+    "auth_reload_seconds": ("5", 5.0),
 }
-# What a value cannot be used without (payloads logged need a sink).
-NEEDS = {"log_payloads": {"log_sink": "/var/log/payloads"}}
+# Settings that only go with others (a key without its certificate is refused): those set too.
+_TLS = {"MODEL_SERVER_TLS_CERT": "/c", "MODEL_SERVER_TLS_KEY": "/k"}
+_JWT = {
+    "MODEL_SERVER_AUTH": "jwt",
+    "MODEL_SERVER_AUTH_JWKS": "/j",
+    "MODEL_SERVER_AUTH_JWT_ISSUER": "i",
+    "MODEL_SERVER_AUTH_JWT_AUDIENCE": "a",
+}
+COMPANIONS = {
+    "tls_cert": _TLS,
+    "tls_key": _TLS,
+    "tls_client_ca": _TLS,
+    "auth": {"MODEL_SERVER_AUTH_API_KEYS_FILE": "/f"},
+    "auth_api_keys_file": {"MODEL_SERVER_AUTH": "api_key"},
+    "auth_jwks": _JWT,
+    "auth_jwt_issuer": _JWT,
+    "auth_jwt_audience": _JWT,
+    "log_payloads": {"MODEL_SERVER_LOG_SINK": "/var/log/payloads"},  # payloads logged need a sink
+}
 
 
 def test_every_setting_has_a_test_value():
@@ -74,12 +107,11 @@ def test_every_setting_has_a_test_value():
 @pytest.mark.parametrize("name", sorted(OTHER_VALUES))
 def test_each_variable_sets_its_setting(name):
     raw, expected = OTHER_VALUES[name]
-    needed = NEEDS.get(name, {})
-    settings = ServerSettings.from_args(
-        [], environ={env_name(name): raw, **{env_name(n): v for n, v in needed.items()}}
-    )
+    companions = COMPANIONS.get(name, {})
+    settings = ServerSettings.from_args([], environ={**companions, env_name(name): raw})
     assert getattr(settings, name) == expected
-    others = {f.name for f in dataclasses.fields(ServerSettings)} - {name} - set(needed)
+    set_too = {f.name for f in dataclasses.fields(ServerSettings) if env_name(f.name) in companions}
+    others = {f.name for f in dataclasses.fields(ServerSettings)} - {name} - set_too
     defaults = ServerSettings.from_args([], environ={})
     assert all(getattr(settings, other) == getattr(defaults, other) for other in others)
 
@@ -99,7 +131,15 @@ def test_flag_wins_over_variable_and_variable_over_default():
         ([], {"MODEL_SERVER_BACKEND": "gpu"}, "MODEL_SERVER_BACKEND='gpu': expected one of auto, sklearn, onnx"),
         (["--max_batch_size", "0"], {}, "--max_batch_size must be at least 1, got 0"),
         (["--max_batch_wait_ms", "-1"], {}, "--max_batch_wait_ms must be at least 0"),
-        ([], {"MODEL_SERVER_WORKERS": "4"}, "--workers must be 1: run more replicas"),
+        (["--tls_cert", "/c"], {}, "--tls_cert and --tls_key go together"),
+        (["--tls_client_ca", "/ca"], {}, "--tls_client_ca (mutual TLS) needs --tls_cert and --tls_key"),
+        (["--auth", "api_key"], {}, "--auth api_key needs --auth_api_keys_file"),
+        (["--auth", "jwt", "--auth_jwks", "/j"], {}, "--auth jwt needs --auth_jwt_issuer, --auth_jwt_audience"),
+        (["--auth_api_keys_file", "/f"], {}, "--auth_api_keys_file is given but --auth is not api_key"),
+        (["--auth", "oauth"], {}, "argument --auth: invalid choice"),
+        ([], {"MODEL_SERVER_WORKERS": "many"}, "MODEL_SERVER_WORKERS='many': expected a number of processes or auto"),
+        (["--workers", "0"], {}, "--workers must be at least 1, got 0"),
+        (["--workers", "2", "--watch"], {}, "cannot be combined with --repository_api or --watch"),
         (["--timeout-keep-alive", "-5"], {}, "--timeout-keep-alive must be at least 0"),
         (
             ["--version_policy", "newest"],
@@ -232,3 +272,14 @@ def test_one_model_front_ends_refuse_a_repository_they_would_ignore(capsys, wher
     with pytest.raises(SystemExit) as exited:
         settings_class(where).from_args([*required, "--model_repository", "/models"], environ={})
     assert exited.value.code == 2 and "--model_repository" in capsys.readouterr().err
+
+
+def test_kserve_tls_names_are_the_same_setting_as_ours():
+    kserve_names = ["--ssl_certfile", "/k/cert", "--ssl_keyfile", "/k/key"]
+    settings = ServerSettings.from_args(kserve_names, environ={})
+    assert settings.tls_files == ("/k/cert", "/k/key")
+    assert settings.https_port == 8443  # KServe's rule for its own settings on the default port
+    ours = ServerSettings.from_args([*kserve_names, "--tls_cert", "/t/cert", "--tls_key", "/t/key"], environ={})
+    assert (ours.tls_files, ours.https_port) == (("/t/cert", "/t/key"), 8080)
+    # KServe serves TLS only with both of its files; so do we.
+    assert ServerSettings.from_args(["--ssl_certfile", "/k/cert"], environ={}).tls_files == (None, None)

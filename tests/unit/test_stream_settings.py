@@ -89,3 +89,25 @@ def test_sasl_and_tls_passed_through_to_the_client(tmp_path):
 def test_plaintext_has_no_security_options():
     options = connection_options(parse(TOPICS))
     assert set(options) == {"bootstrap_servers", "client_id", "security_protocol"}
+
+
+def test_tls_flags_are_named_as_the_servers_and_the_old_names_still_work(capsys):
+    new = parse([*TOPICS, "--tls_ca=ca.pem", "--tls_cert=c.pem", "--tls_key=k.pem"])
+    old = parse([*TOPICS, "--ssl_cafile=ca.pem", "--ssl_certfile=c.pem", "--ssl_keyfile=k.pem"])
+    old_env = parse(
+        TOPICS,
+        {
+            "MODEL_SERVER_SSL_CAFILE": "ca.pem",
+            "MODEL_SERVER_SSL_CERTFILE": "c.pem",
+            "MODEL_SERVER_SSL_KEYFILE": "k.pem",
+        },
+    )
+    for settings in (new, old, old_env):
+        assert (settings.tls_ca, settings.tls_cert, settings.tls_key) == ("ca.pem", "c.pem", "k.pem")
+    # The new variable wins over the old one beside it.
+    both = {"MODEL_SERVER_TLS_CA": "new.pem", "MODEL_SERVER_SSL_CAFILE": "old.pem"}
+    assert parse(TOPICS, both).tls_ca == "new.pem"
+    with pytest.raises(SystemExit):
+        parse(["--help"])
+    listed = capsys.readouterr().out
+    assert "--tls_ca" in listed and "--ssl_cafile" not in listed

@@ -2,11 +2,14 @@
 
 Standard library only (it runs in the server image). Configured by environment:
 BASE_URL, MODEL_NAME, PROTOCOL (v1 | v2), INSTANCES (JSON rows), ATTEMPTS (default 24,
-5 s apart: the predictor may still be starting or scaling up from zero).
+5 s apart: the predictor may still be starting or scaling up from zero); over https, CA_FILE
+verifies the server and CLIENT_CERT / CLIENT_KEY are presented (mutual TLS); the contents of
+TOKEN_FILE are sent as Authorization: Bearer (an API key or a JWT).
 """
 
 import json
 import os
+import ssl
 import sys
 import time
 import urllib.error
@@ -41,12 +44,19 @@ def main():
     protocol, rows = os.environ.get("PROTOCOL", "v2"), json.loads(os.environ["INSTANCES"])
     attempts = int(os.environ.get("ATTEMPTS", "24"))
     path, body = build_request(protocol, name, rows)
-    request = urllib.request.Request(
-        base + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get("TOKEN_FILE"):
+        with open(os.environ["TOKEN_FILE"]) as token:
+            headers["Authorization"] = "Bearer " + token.read().strip()
+    request = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers=headers)
+    context = None
+    if base.startswith("https:"):
+        context = ssl.create_default_context(cafile=os.environ.get("CA_FILE") or None)
+        if os.environ.get("CLIENT_CERT"):
+            context.load_cert_chain(os.environ["CLIENT_CERT"], os.environ["CLIENT_KEY"])
     for attempt in range(1, attempts + 1):
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=30, context=context) as response:
                 answer = json.load(response)
             break
         except (urllib.error.URLError, ConnectionError) as error:

@@ -23,6 +23,11 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: {{ .Values.tmpVolume.sizeLimit }}
+  {{- range include "model-server.secretMounts" . | fromJsonArray }}
+  - name: {{ index . 0 }}
+    secret:
+      secretName: {{ index . 1 }}
+  {{- end }}
 {{- end }}
 
 {{/* Pod fields every pod of ours shares (the stream consumer's too): pull secrets, the hardened

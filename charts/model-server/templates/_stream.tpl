@@ -43,7 +43,7 @@ checkov.io/skip4: CKV_K8S_35=aiokafka takes the SASL password as a string; a sec
 - --sasl_mechanism={{ $s.sasl.mechanism }}
 {{- end }}
 {{- if $s.tls.secretName }}
-- --ssl_cafile=/etc/kafka-tls/ca.crt
+- --tls_ca=/etc/kafka-tls/ca.crt
 {{- end }}
 {{- with $s.extraArgs }}
 {{ toYaml . }}

@@ -19,7 +19,12 @@ once. A new check is one define here and one line in validateValues.
   "streamPartitions"
   "eventingProtocol"
   "batchPaths"
-  "payloadLog" }}
+  "payloadLog"
+  "repositoryApiToken"
+  "tlsKnative"
+  "authMultiModel"
+  "helmTestCredential"
+  "workers" }}
 {{- $messages = append $messages (include (printf "model-server.validateValues.%s" $check) $ | trim) -}}
 {{- end -}}
 {{- $messages = without $messages "" -}}
@@ -108,5 +113,35 @@ payloadLog.mode {{ .Values.payloadLog.mode }} needs payloadLog.sink (http(s)://,
 {{- end -}}
 {{- if and .Values.kserveLogger.enabled (not .Values.kserveLogger.url) -}}
 kserveLogger.enabled needs kserveLogger.url.
+{{- end -}}
+{{- end }}
+
+{{- define "model-server.validateValues.repositoryApiToken" -}}
+{{- if and .Values.server.repositoryApi (not .Values.server.managementTokenSecret) (not .Values.multiModel.enabled) -}}
+server.repositoryApi needs server.managementTokenSecret: an open repository API lets anyone who reaches the pod unload its model
+{{- end -}}
+{{- end }}
+
+{{- define "model-server.validateValues.tlsKnative" -}}
+{{- if and .Values.tls.secretName (eq .Values.deploymentMode "Knative") -}}
+tls.secretName in Knative mode: the queue-proxy speaks plain HTTP to the container; use Knative's or the mesh's TLS (docs/security.md)
+{{- end -}}
+{{- end }}
+
+{{- define "model-server.validateValues.authMultiModel" -}}
+{{- if and .Values.multiModel.enabled (ne .Values.auth.mode "none") -}}
+multiModel.enabled with auth.mode {{ .Values.auth.mode }}: KServe's agent loads models through the repository API and sends no credential
+{{- end -}}
+{{- end }}
+
+{{- define "model-server.validateValues.helmTestCredential" -}}
+{{- if and .Values.helmTest.enabled (ne .Values.auth.mode "none") (not .Values.helmTest.credentialSecret) -}}
+helmTest.enabled with auth.mode {{ .Values.auth.mode }} needs helmTest.credentialSecret (a Secret whose key token the test sends), or helmTest.enabled=false
+{{- end -}}
+{{- end }}
+
+{{- define "model-server.validateValues.workers" -}}
+{{- if and (or .Values.server.repositoryApi .Values.multiModel.enabled) (ne (toString .Values.workers) "auto") (gt (int .Values.workers) 1) -}}
+workers ({{ .Values.workers }}) with server.repositoryApi or multiModel.enabled: a load through the repository API would reach one worker only; use workers: auto or 1
 {{- end -}}
 {{- end }}

@@ -71,13 +71,14 @@ class ModelArtifact:
         return self.metadata.version
 
     @classmethod
-    def load(cls, model_dir: str | Path, require_sha256: bool = False) -> ModelArtifact:
-        """``require_sha256``: refuse a model whose loading runs code (a pickle) unless it is pinned."""
+    def load(cls, model_dir: str | Path, require_sha256: bool = False, onnx_session=None) -> ModelArtifact:
+        """``require_sha256``: refuse a model whose loading runs code (a pickle) unless it is pinned;
+        ``onnx_session``: ONNX Runtime's session settings (``onnx.generic.SessionSettings``) for a graph."""
         model_dir = Path(model_dir)
         model_format, marker = locate(model_dir)
         model = model_format.open(marker, read_metadata(model_dir))
         digest = verify(model, require_sha256)
-        estimator = model.read()
+        estimator = model.read(session=onnx_session) if model.takes_session else model.read()
         if not hasattr(estimator, "predict"):
             raise ArtifactError(f"{model.path}: {type(estimator).__name__} has no predict method")
         return cls(estimator=estimator, path=model.path, sha256=digest, metadata=model.metadata, format=model.format)

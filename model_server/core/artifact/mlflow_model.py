@@ -6,8 +6,11 @@
         serialization_format: cloudpickle   # pickle (MLflow's default), cloudpickle or skops
         skops_trusted_types: [...]          # skops: the types the model's author trusted
         code: null                          # code shipped with the model: never imported here
+      python_function:
+        predict_fn: predict                 # what /invocations answers: predict or predict_proba
     signature:
       inputs: '[{"type": "string", "name": "colour"}, {"type": "double", "name": "size"}]'
+      params: '[{"name": "threshold", "type": "double", "default": 0.5, "shape": null}]'
     metadata:                               # MLflow's custom metadata, optional
       sha256: <hex digest of the model file>   # a pin (MLflow itself records no file hashes)
 
@@ -16,6 +19,9 @@ the flavor says (``pickle_file``, ``skops_file``), and the signature's named col
 input features (string -> BYTES, double -> FP64, long -> INT64, ...). A tensor signature, or one
 of unnamed columns, says nothing the fitted estimator does not: the schema is derived from it.
 A ``metadata.json`` beside MLmodel is read as in any model directory; its ``features`` win.
+The signature's ``params`` names and the pyfunc flavor's ``predict_fn`` are kept for the MLflow
+scoring protocol (``core/codec/mlflow.py``): a request's ``params`` are refused unless declared
+there, and ``/invocations`` answers with the method MLflow's own server would call.
 """
 
 from __future__ import annotations
@@ -68,6 +74,11 @@ def open_model(mlmodel: Path, metadata: ModelMetadata) -> ModelFile:
     if metadata.features is None:
         metadata = dataclasses.replace(metadata, features=signature_features(document.get("signature"), invalid))
     pins = _pins(document.get("metadata"), invalid)
+    metadata = dataclasses.replace(
+        metadata,
+        params=signature_params(document.get("signature"), invalid),
+        predict_fn=_predict_fn(flavors.get("python_function"), invalid),
+    )
     model_format = f"MLflow {serialization}"
     if serialization == "skops":
         trusted = (*metadata.skops_trusted_types, *_trusted_types(flavor.get("skops_trusted_types"), invalid))
@@ -141,6 +152,28 @@ def signature_features(signature: object, invalid) -> tuple[Feature, ...] | None
     if duplicates:
         raise invalid(f"signature.inputs: duplicate column names {duplicates}")
     return tuple(features)
+
+
+def signature_params(signature: object, invalid) -> tuple[str, ...]:
+    """The names of the inference params ``signature.params`` declares (MLflow's ParamSchema)."""
+    params = signature.get("params") if isinstance(signature, dict) else None
+    if params is None:
+        return ()
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except ValueError as exc:
+            raise invalid(f"signature.params is not valid JSON: {exc}") from None
+    if not isinstance(params, list) or not all(isinstance(p, dict) and isinstance(p.get("name"), str) for p in params):
+        raise invalid("signature.params must be a list of param specs ({'name': ..., 'type': ..., 'default': ...})")
+    return tuple(p["name"] for p in params)
+
+
+def _predict_fn(pyfunc_flavor: object, invalid) -> str:
+    predict_fn = pyfunc_flavor.get("predict_fn", "predict") if isinstance(pyfunc_flavor, dict) else "predict"
+    if not isinstance(predict_fn, str) or not predict_fn:
+        raise invalid(f"flavors.python_function.predict_fn must be a method name, got {predict_fn!r}"[:200])
+    return predict_fn
 
 
 def _pins(custom_metadata: object, invalid) -> tuple[tuple[str, str], ...]:

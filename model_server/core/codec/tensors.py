@@ -13,8 +13,8 @@ import orjson
 
 from ..errors import InvalidInput
 
-# Models take [N, F] or [N] tensors (the schema says so for anything else); past a few dimensions
-# a shape is only a client's mistake, and numpy cannot even hold one past 64.
+# Estimators take [N, F] or [N] tensors, ONNX graphs what they declare (an image batch is 4-D, a
+# video 5-D); past this a shape is only a client's mistake, and numpy cannot hold one past 64.
 MAX_DIMS = 8
 
 
@@ -151,7 +151,7 @@ def check_shape(name: str, shape: object) -> list[int]:
         shown = f"[{', '.join(map(str, shape[:4]))}, ...]"
         raise InvalidInput(
             f"input '{name}': shape {shown} has {len(shape)} dimensions (at most {MAX_DIMS}); "
-            "send [N, F] (rows of features) or [N]"
+            "send the shape the model's metadata declares"
         )
     if any(d < 0 for d in shape):
         raise InvalidInput(f"input '{name}': shape {shape} has a negative dimension")

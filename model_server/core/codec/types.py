@@ -31,6 +31,7 @@ V1_OUTPUT_PARAMETERS = {"probabilities": PROBA, "labels": LABEL}
 class V1Request:
     instances: object  # the rows, checked by the schema
     outputs: list[str]  # PREDICT, then those the parameters ask for
+    columnar: bool = False  # {"inputs": {name: whole tensor}} rather than rows (a generic ONNX graph)
 
     def unknown_outputs(self, unknown: list[str], estimator: str, available: list[str]) -> InvalidInput:
         parameters = [p for p, output in V1_OUTPUT_PARAMETERS.items() if output in unknown]

@@ -12,13 +12,17 @@ def decode_v1(doc: object) -> V1Request:
     """A V1 ``{"instances": [...], "parameters": {...}}`` body, already parsed from JSON."""
     if not isinstance(doc, dict):
         raise InvalidInput('expected a JSON object like {"instances": [[...], ...]}')
-    if "instances" not in doc:
-        hint = ' (this is the V1 endpoint; V2 "inputs" go to /v2/models/{name}/infer)' if "inputs" in doc else ""
-        raise InvalidInput(f'missing "instances"{hint}')
     parameters = doc.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise InvalidInput('"parameters" must be an object')
     outputs = [PREDICT] + [output for parameter, output in V1_OUTPUT_PARAMETERS.items() if parameters.get(parameter)]
+    if "instances" not in doc and isinstance(doc.get("inputs"), dict):
+        # TF Serving's columnar form, {"inputs": {"a": [...], "b": [...]}}: whole tensors by name
+        # (a generic ONNX graph takes it; an estimator says it wants instances).
+        return V1Request(doc["inputs"], outputs, columnar=True)
+    if "instances" not in doc:
+        hint = ' (this is the V1 endpoint; V2 "inputs" go to /v2/models/{name}/infer)' if "inputs" in doc else ""
+        raise InvalidInput(f'missing "instances"{hint}')
     return V1Request(doc["instances"], outputs)
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .generic import SessionSettings
+
 ORT_TYPES = {
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,
@@ -26,12 +28,11 @@ ORT_TYPES = {
 }
 
 
-def load_onnx(path: Path, export: dict | None = None) -> OnnxModel:
+def load_onnx(path: Path, export: dict | None = None, settings: SessionSettings | None = None) -> OnnxModel:
     """The model in ``path``: an OnnxClassifier when the graph answers probabilities."""
     import onnxruntime
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1  # batches are small; threads would only contend
+    options = (settings or SessionSettings()).session_options()  # one thread by default: batches are small
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     kind = OnnxClassifier if len(session.get_outputs()) > 1 else OnnxModel
     return kind(session, export or {})
