@@ -681,7 +681,14 @@ def test_an_interrupt_stops_the_port_forwards_and_tears_down(signum, fakes, tmp_
         os.kill(os.getpid(), signum)  # as Ctrl-C or `kill` would
 
     monkeypatch.setattr(kind_e2e, "STEPS", (Step("forward", lambda run: "port-forward", forward_then_get_interrupted),))
-    assert kind_e2e.main([]) == 130
+    # Python's own Ctrl-C handler, as in a terminal: a shell that starts a job in the background
+    # hands it SIGINT ignored, and pytest would inherit that.
+    previous_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = kind_e2e.main([])
+    finally:
+        signal.signal(signal.SIGINT, previous_sigint)
+    assert code == 130
     out = capfd.readouterr().out
     assert re.search(r"^1 forward\s+FAIL\s+exit status 130", out, re.MULTILINE)
     assert calls.read_text().splitlines()[-1] == "kind delete cluster --name model-server-e2e"
