@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
@@ -247,7 +246,8 @@ class DataPlane:
         await self.registry.unload(name)
 
 
-def _request_id(request: Request | None, given: str | None) -> str:
-    """The id a logged request goes by: the V2 body's, else the transport's, else a new one."""
-    own = getattr(request, "id", None)
-    return str(own or given or uuid.uuid4())
+def _request_id(request: Request | None, given: str | None) -> str | None:
+    """The id a logged request goes by: the V2 body's, else the transport's, else None (the
+    payload log makes one off the request path)."""
+    own = getattr(request, "id", None) or given
+    return None if own is None else str(own)

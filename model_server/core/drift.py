@@ -81,7 +81,42 @@ class Binning:
         return counts, missing, 0
 
 
+class NumericBins:
+    """Every numeric feature's bins at once: one broadcast comparison of a block of rows against
+    all the features' edges (padded with NaN, which compares false), then one ``bincount`` over
+    every feature's slots, so the cost of a block does not grow with its number of columns."""
+
+    def __init__(self, binnings: list[Binning]):
+        widest = max((len(b.edges) for b in binnings), default=0)
+        self.edges = np.full((len(binnings), widest), np.nan)
+        for k, binning in enumerate(binnings):
+            self.edges[k, : len(binning.edges)] = binning.edges
+        self.slots = [len(b.edges) + 1 for b in binnings]
+        self.offsets = np.cumsum([0, *self.slots])[:-1]
+        self.trash = int(sum(self.slots))  # where NaN (missing) values are counted, then dropped
+        self.low = np.array([b.low for b in binnings], dtype=np.float64)
+        self.high = np.array([b.high for b in binnings], dtype=np.float64)
+
+    def counts(self, values: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """``values``: rows x features (float64) -> per feature its bin counts; missing and out of
+        range per feature."""
+        missing = np.isnan(values)
+        slots = (values[:, :, None] >= self.edges[None, :, :]).sum(axis=2) + self.offsets
+        slots[missing] = self.trash
+        flat = np.bincount(slots.ravel(), minlength=self.trash + 1)
+        bins = [flat[o : o + n] for o, n in zip(self.offsets, self.slots, strict=True)]
+        out_of_range = ((values < self.low) | (values > self.high)).sum(axis=0)
+        return bins, missing.sum(axis=0), out_of_range
+
+
 class DriftMonitor:
+    """Batches are kept as they come (a list append on the request path) and binned together
+    once ``BLOCK_ROWS`` rows or ``BLOCK_SECONDS`` have gathered, or when the figures are read:
+    numpy's cost per call, not per row, is what a small batch pays, so a block of batches pays it once."""
+
+    BLOCK_ROWS = 1024
+    BLOCK_SECONDS = 1.0
+
     def __init__(
         self, profile: dict, feature_names: list[str], model: str, version: str, window_rows: int, window_seconds: float
     ):
@@ -91,7 +126,12 @@ class DriftMonitor:
             for j, name in enumerate(feature_names)
             if name in profile["features"]
         ]
+        self._numeric = [k for k, (_, _, b) in enumerate(self.features) if not b.categorical]
+        self._numeric_bins = NumericBins([self.features[k][2] for k in self._numeric])
         self.outputs = [(name, Binning(p)) for name, p in profile.get("outputs", {}).items()]
+        self._pending: list = []  # (X, predictions) not binned yet
+        self._pending_rows = 0
+        self._pending_since = 0.0
         self._batches: deque = deque()  # (time, rows, feature counts, missing, output counts)
         self._rows = 0
         self._feature_totals = [np.zeros(len(b.expected), dtype=np.int64) for _, _, b in self.features]
@@ -114,10 +154,12 @@ class DriftMonitor:
 
     def _psi(self, expected: np.ndarray, totals: np.ndarray) -> float:
         with self._lock:
+            self._bin_pending()
             return psi(expected, totals)
 
     def _missing_ratio(self, k: int) -> float:
         with self._lock:
+            self._bin_pending()
             return float(self._missing_totals[k] / self._rows) if self._rows else 0.0
 
     @classmethod
@@ -136,32 +178,24 @@ class DriftMonitor:
             raise ArtifactError(f"{path}: not a profile python -m model_server.profile writes: {exc!r}") from None
 
     def observe(self, X, predictions: np.ndarray | None) -> None:
-        """Bin one batch (``X``: the checked rows; a 2-D array, or a frame of named columns)."""
+        """Keep one batch (``X``: the checked rows; a 2-D array, or a frame of named columns) for
+        the next block."""
         rows = len(X)
         if rows == 0:
             return
-        columns = X if hasattr(X, "columns") else None
-        feature_counts, missing = [], np.zeros(len(self.features), dtype=np.int64)
-        for k, (j, name, binning) in enumerate(self.features):
-            values = columns[name].to_numpy() if columns is not None else np.asarray(X)[:, j]
-            counts, missing[k], out_of_range = binning.counts(values)
-            feature_counts.append(counts)
-            if out_of_range:
-                self._out_of_range[k].inc(out_of_range)
-                with self._lock:
-                    self._out_of_range_totals[k] += out_of_range
-        output_counts = []
-        for _, binning in self.outputs:
-            if predictions is None:
-                output_counts.append(np.zeros(len(binning.expected), dtype=np.int64))
-            else:
-                output_counts.append(binning.counts(predictions.reshape(rows, -1)[:, 0])[0])
+        now = time.monotonic()
         with self._lock:
-            self._push((time.monotonic(), rows, feature_counts, missing, output_counts))
+            if not self._pending:
+                self._pending_since = now
+            self._pending.append((X, predictions))
+            self._pending_rows += rows
+            if self._pending_rows >= self.BLOCK_ROWS or now - self._pending_since >= self.BLOCK_SECONDS:
+                self._bin_pending()
 
     def report(self) -> dict:
         """The window's figures as JSON-able values (batch scoring's ``--drift_report``)."""
         with self._lock:
+            self._bin_pending()
             rows = int(self._rows)
             features = {
                 name: {
@@ -176,6 +210,45 @@ class DriftMonitor:
                 for k, (name, binning) in enumerate(self.outputs)
             }
         return {"rows": rows, "method": "psi", "features": features, "outputs": outputs}
+
+    def _bin_pending(self) -> None:
+        """Bin the kept batches as one block (called with the lock held)."""
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_rows = self._pending, [], 0
+        frames = hasattr(pending[0][0], "columns")
+        if frames:
+            import pandas as pd  # a frame came in: pandas is loaded already
+
+            X = pd.concat([x for x, _ in pending], ignore_index=True)
+        else:
+            X = np.concatenate([np.asarray(x) for x, _ in pending])
+        rows = len(X)
+        feature_counts: list = [None] * len(self.features)
+        missing = np.zeros(len(self.features), dtype=np.int64)
+        out_of_range = np.zeros(len(self.features), dtype=np.int64)
+        if self._numeric:
+            if frames:
+                values = np.column_stack([X[self.features[k][1]].to_numpy(np.float64) for k in self._numeric])
+            else:
+                values = X[:, [self.features[k][0] for k in self._numeric]].astype(np.float64, copy=False)
+            bins, missing[self._numeric], out_of_range[self._numeric] = self._numeric_bins.counts(values)
+            for k, counts in zip(self._numeric, bins, strict=True):
+                feature_counts[k] = counts
+        for k, (j, name, binning) in enumerate(self.features):
+            if binning.categorical:
+                values = X[name].to_numpy() if frames else X[:, j]
+                feature_counts[k], missing[k], _ = binning.counts(values)
+        for k in np.flatnonzero(out_of_range):
+            self._out_of_range[k].inc(int(out_of_range[k]))
+        self._out_of_range_totals += out_of_range
+        # A batch predicted without PREDICT (probabilities only) adds no output counts.
+        predicted = [p.reshape(len(x), -1)[:, 0] for x, p in pending if p is not None]
+        output_counts = [
+            binning.counts(np.concatenate(predicted))[0] if predicted else np.zeros(len(binning.expected), np.int64)
+            for _, binning in self.outputs
+        ]
+        self._push((time.monotonic(), rows, feature_counts, missing, output_counts))
 
     def _push(self, batch) -> None:
         self._batches.append(batch)

@@ -1,8 +1,10 @@
 """Payload logging: each logged inference becomes one ``PayloadEvent``, put on a bounded in-memory
 queue and handed to a sink by a background task of the serving process.
 
-The request never waits for the sink: ``PayloadLogger.offer`` is a ``put_nowait``; a full queue
-(the sink slower than the traffic, or down) drops the event and counts it. A failing sink is retried
+The request never waits for the sink: ``PayloadLogger.offer`` appends to a deque; a full queue
+(the sink slower than the traffic, or down) drops the event and counts it. The drain wakes every
+``linger_seconds`` and takes what gathered, not once per event (an ``asyncio.Queue`` would wake
+it for every request, and every event would then be sent on its own). A failing sink is retried
 with exponential backoff; a batch that still fails is counted as failed and given up, so memory
 stays bounded by ``queue_size`` events whatever the sink does. Every outcome is counted in
 ``model_server_payload_log_events_total{sink,outcome="sent|dropped|failed"}``.
@@ -16,8 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
+import secrets
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,7 +42,7 @@ class PayloadEvent:
     """One inference as it was logged. ``request`` and ``response`` are the decoded objects,
     turned into JSON by the background task (``as_dict``), never on the request path."""
 
-    id: str
+    id: str | None  # None: the request had none; the drain gives it one before the sink sees it
     model: str
     version: str | None
     protocol: str
@@ -136,6 +141,7 @@ class PayloadLogger:
         sample_rate: float = 1.0,
         queue_size: int = 10_000,
         batch_size: int = 256,
+        linger_seconds: float = 0.02,
         retries: int = 5,
         backoff_seconds: float = 0.1,
         max_backoff_seconds: float = 5.0,
@@ -149,15 +155,17 @@ class PayloadLogger:
         self.sample_rate = sample_rate
         self.queue_size = queue_size
         self.batch_size = batch_size
+        self.linger_seconds = linger_seconds
         self.retries = retries
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.idle_seconds = idle_seconds
         self.close_timeout = close_timeout
+        self._queue: deque[PayloadEvent] = deque()
         self._in_flight: list[PayloadEvent] = []  # the batch being delivered
         self.logs_request = mode in ("request", "all")
         self.logs_response = mode in ("response", "all")
-        self._loop = self._queue = self._task = None
+        self._loop = self._task = None
         self._sent = payload_log_counter(sink.name, "sent")
         self._dropped = payload_log_counter(sink.name, "dropped")
         self._failed = payload_log_counter(sink.name, "failed")
@@ -174,32 +182,40 @@ class PayloadLogger:
         if not self.logs_response:
             event.response = None
             event.error = None
-        queue = self._queue_of_this_loop()
-        try:
-            queue.put_nowait(event)
-        except asyncio.QueueFull:
+        if self._loop is not asyncio.get_running_loop():
+            self._start_drain()
+        if len(self._queue) >= self.queue_size:
             self._dropped.inc()
+        else:
+            self._queue.append(event)
 
-    def _queue_of_this_loop(self) -> asyncio.Queue:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._loop, self._queue = loop, asyncio.Queue(self.queue_size)
-            self._task = loop.create_task(self._drain(self._queue), name="payload-log")
-        return self._queue
+    def _start_drain(self) -> None:
+        """The drain task of this event loop (a forked worker's first request starts its own)."""
+        self._loop = asyncio.get_running_loop()
+        self._queue.clear()  # events queued before a fork are the parent's
+        # Ids for requests that came without one: unique per process (a random prefix, made after
+        # any fork) and a counter; a uuid4 each costs several times more.
+        self._ids = map(f"{secrets.token_hex(8)}-{{}}".format, itertools.count())
+        self._task = self._loop.create_task(self._drain(), name="payload-log")
 
-    async def _drain(self, queue: asyncio.Queue) -> None:
+    async def _drain(self) -> None:
+        queue, idle = self._queue, 0.0
         while True:
-            try:
-                first = await asyncio.wait_for(queue.get(), self.idle_seconds)
-            except TimeoutError:
-                await self._guarded(self.sink.flush)
+            await asyncio.sleep(self.linger_seconds)
+            if not queue:
+                idle += self.linger_seconds
+                if idle >= self.idle_seconds:
+                    idle = 0.0
+                    await self._guarded(self.sink.flush)
                 continue
-            batch = [first]
-            while len(batch) < self.batch_size and not queue.empty():
-                batch.append(queue.get_nowait())
-            await self._deliver(batch)
+            idle = 0.0
+            for _ in range((len(queue) + self.batch_size - 1) // self.batch_size):
+                await self._deliver([queue.popleft() for _ in range(min(self.batch_size, len(queue)))])
 
     async def _deliver(self, batch: list[PayloadEvent]) -> None:
+        for event in batch:
+            if event.id is None:
+                event.id = next(self._ids)
         self._in_flight = batch
         delay = self.backoff_seconds
         for attempt in range(self.retries + 1):
@@ -236,12 +252,13 @@ class PayloadLogger:
     async def close(self) -> None:
         """Deliver what is queued (within ``close_timeout``), then close the sink; what could not
         be delivered by then is counted failed."""
-        queue, task = self._queue, self._task
+        task = self._task
         if task is not None and asyncio.get_running_loop() is self._loop:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            batch = self._in_flight + [queue.get_nowait() for _ in range(queue.qsize())]
+            batch = self._in_flight + list(self._queue)
+            self._queue.clear()
             if batch:
                 try:
                     await asyncio.wait_for(self._deliver(batch), self.close_timeout)
