@@ -253,10 +253,15 @@ def test_the_release_builds_both_architectures_with_sbom_provenance_and_a_signat
 def test_the_model_release_passes_every_input_to_the_rollout():
     workflow = load(REPO / ".github/workflows/model-release.yml")
     inputs = workflow["on"]["workflow_dispatch"]["inputs"]
-    (step,) = [s for s in workflow["jobs"]["rollout"]["steps"] if "model_server.rollout" in s.get("run", "")]
+    steps_ = workflow["jobs"]["rollout"]["steps"]
+    (step,) = [s for s in steps_ if "model_server.rollout" in s.get("run", "")]
     text = str(step) + str(workflow["jobs"]["rollout"]["env"])
-    for name in inputs:
+    for name in inputs.keys() - {"profile_data"}:
         assert f"inputs.{name}" in text, f"input {name} reaches no flag"
+    # The drift profile is written and stored beside the new version before the rollout deploys it.
+    (profiling,) = [s for s in steps_ if "model_server.profile" in s.get("run", "")]
+    assert steps_.index(profiling) < steps_.index(step) and "inputs.profile_data" in str(profiling)
+    assert "scripts/publish_profile.py" in profiling["run"] and '"$MODEL_URI"' in profiling["run"]
     from model_server.rollout.settings import RolloutSettings
 
     fields = RolloutSettings.__dataclass_fields__

@@ -10,6 +10,7 @@ import yaml
 
 from .kserve_rules import violations
 from .rendering import CHART, CI_VALUES, helm_template, helm_template_error, kinds, one, run
+from .schemas import third_party_crds_dir
 
 # The command the kind end-to-end script runs (its contract with this chart).
 E2E_VALUES = [
@@ -832,6 +833,18 @@ def test_drift_alert_renders_when_the_prometheus_operator_serves_rules(helm):
     assert all(r["expr"].endswith(">= 0.1") and r["for"] == "30m" for r in rules)
     off = ["--set", "monitoring.driftAlert.enabled=false", "--set", "monitoring.driftAlert.force=true"]
     assert "PrometheusRule" not in kinds(helm_template(helm, *off))
+
+
+def test_drift_alert_validates_against_the_prometheusrule_crd(helm, schema_validator):
+    """Strictly, like the ServiceMonitor, once the official PrometheusRule CRD is among the
+    third-party CRDs (CRDS_DIR); promtool checks its rules below either way."""
+    if ("monitoring.coreos.com/v1", "PrometheusRule") not in schema_validator.kserve_kinds():
+        pytest.skip(
+            f"the Prometheus Operator's PrometheusRule CRD (monitoring.coreos.com_prometheusrules.yaml) is not in "
+            f"{third_party_crds_dir()}"
+        )
+    rule = one(helm_template(helm, "--set", "monitoring.driftAlert.force=true"), "PrometheusRule")
+    assert schema_validator.validate(rule) == []
 
 
 def test_drift_alert_rules_pass_promtool(helm, tmp_path):

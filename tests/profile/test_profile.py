@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -122,3 +123,31 @@ def test_batch_drift_report_for_a_whole_file(demo_model_dir, tmp_path):
         cwd=REPO,
     )
     assert unprofiled.returncode != 0 and "profile.json" in unprofiled.stderr and "Traceback" not in unprofiled.stderr
+
+
+def test_the_release_publishes_the_profile_beside_the_model_in_s3(demo_model_dir, tmp_path):
+    """scripts/publish_profile.py (the model release workflow's step) against a real S3 server:
+    profile.json and its pinning metadata.json land beside the stored model, which is untouched."""
+    from tests.support.s3 import moto_s3
+
+    model_dir = shutil.copytree(demo_model_dir, tmp_path / "model")
+    data = write(iris_frame(500), tmp_path / "train.parquet")
+    assert profile("--model_dir", str(model_dir), "--data", str(data)).returncode == 0
+    with moto_s3("models") as (client, env):
+        for path in demo_model_dir.iterdir():  # the version as training stored it, without a profile
+            client.put_object(Bucket="models", Key=f"iris/v2/{path.name}", Body=path.read_bytes())
+        publish = [sys.executable, "scripts/publish_profile.py", "--model-dir", str(model_dir)]
+        done = subprocess.run(
+            [*publish, "--model-uri", "s3://models/iris/v2"], capture_output=True, text=True, cwd=REPO, env={**os.environ, **env}
+        )
+        assert done.returncode == 0, done.stderr
+        stored = {o["Key"]: client.get_object(Bucket="models", Key=o["Key"])["Body"].read() for o in
+                  client.list_objects_v2(Bucket="models", Prefix="iris/v2/")["Contents"]}  # fmt: skip
+    assert stored["iris/v2/profile.json"] == (model_dir / "profile.json").read_bytes()
+    metadata = json.loads(stored["iris/v2/metadata.json"])
+    assert metadata["profile_sha256"] == hashlib.sha256(stored["iris/v2/profile.json"]).hexdigest()
+    assert stored["iris/v2/model.joblib"] == (demo_model_dir / "model.joblib").read_bytes()
+    (model_dir / "profile.json").write_text("{}")  # no longer the pinned one
+    done = subprocess.run([*publish, "--model-uri", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 1 and "does not pin this profile.json" in done.stderr
+    assert not (tmp_path / "out").exists()
