@@ -137,9 +137,8 @@ def test_the_release_publishes_the_profile_beside_the_model_in_s3(demo_model_dir
         for path in demo_model_dir.iterdir():  # the version as training stored it, without a profile
             client.put_object(Bucket="models", Key=f"iris/v2/{path.name}", Body=path.read_bytes())
         publish = [sys.executable, "scripts/publish_profile.py", "--model-dir", str(model_dir)]
-        done = subprocess.run(
-            [*publish, "--model-uri", "s3://models/iris/v2"], capture_output=True, text=True, cwd=REPO, env={**os.environ, **env}
-        )
+        to_s3 = [*publish, "--model-uri", "s3://models/iris/v2"]
+        done = subprocess.run(to_s3, capture_output=True, text=True, cwd=REPO, env={**os.environ, **env})
         assert done.returncode == 0, done.stderr
         stored = {o["Key"]: client.get_object(Bucket="models", Key=o["Key"])["Body"].read() for o in
                   client.list_objects_v2(Bucket="models", Prefix="iris/v2/")["Contents"]}  # fmt: skip
