@@ -183,6 +183,7 @@ def test_shutdown_and_management_settings_reach_the_server(helm):
         "--drain_seconds=5",
         "--grace_seconds=20",
         "--repository_api=false",
+        "--onnx_cache_dir=/tmp/onnx-cache",
         "--require_sha256=true",
     ]
     assert isvc_of(objects)["spec"]["predictor"]["terminationGracePeriodSeconds"] == 30
@@ -210,13 +211,34 @@ def test_shutdown_and_management_settings_reach_the_server(helm):
 
 
 def test_onnx_session_values_become_the_server_flags(helm):
-    assert not any(arg.startswith("--onnx_") for arg in runtime_of(helm_template(helm))["args"])  # the defaults
+    defaults = [arg for arg in runtime_of(helm_template(helm))["args"] if arg.startswith("--onnx_")]
+    assert defaults == ["--onnx_cache_dir=/tmp/onnx-cache"]  # on the pod's /tmp emptyDir
+    assert not any(
+        arg.startswith("--onnx_") for arg in runtime_of(helm_template(helm, "--set", "model.onnx.cacheDir="))["args"]
+    )
     values = ["intraOpThreads=2", "interOpThreads=3", "graphOptimization=basic", "warmup=true"]
     args = runtime_of(helm_template(helm, *[a for v in values for a in ("--set", f"model.onnx.{v}")]))["args"]
     expected = {"--onnx_intra_op_threads=2", "--onnx_inter_op_threads=3", "--onnx_graph_optimization=basic"}
     assert expected | {"--onnx_warmup=true"} <= set(args)
     # The schema refuses a level ONNX Runtime has not.
     assert "graphOptimization" in helm_template_error(helm, "--set", "model.onnx.graphOptimization=max")
+
+
+def test_the_onnx_cache_on_a_claim_is_mounted_where_the_server_keeps_it(helm, schema_validator):
+    objects = helm_template(
+        helm, "--set", "model.onnx.cacheClaimName=onnx-graphs", "--set", "model.onnx.cacheDir=/cache"
+    )
+    isvc = isvc_of(objects)
+    predictor = isvc["spec"]["predictor"]
+    assert {"name": "onnx-cache", "persistentVolumeClaim": {"claimName": "onnx-graphs"}} in predictor["volumes"]
+    assert {"name": "onnx-cache", "mountPath": "/cache"} in predictor["model"]["volumeMounts"]
+    assert "--onnx_cache_dir=/cache" in runtime_of(objects)["args"]
+    assert schema_validator.validate(isvc) == []
+    message = helm_template_error(
+        helm, "--set", "model.onnx.cacheClaimName=onnx-graphs", "--set", "model.onnx.cacheDir="
+    )
+    assert "model.onnx.cacheClaimName needs model.onnx.cacheDir" in message
+    assert "cacheDir" in helm_template_error(helm, "--set", "model.onnx.cacheDir=relative/path")
 
 
 def test_workers_reach_the_server_and_stay_1_with_the_repository_api(helm):
@@ -432,6 +454,7 @@ def test_custom_container_runs_the_image_without_a_runtime(helm):
         "--drain_seconds=5",
         "--grace_seconds=20",
         "--repository_api=false",
+        "--onnx_cache_dir=/tmp/onnx-cache",
         "--require_sha256=true",
         "--max_batch_size=64",
     ]

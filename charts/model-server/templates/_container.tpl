@@ -27,6 +27,9 @@
 {{- if .warmup }}
 - --onnx_warmup=true
 {{- end }}
+{{- with .cacheDir }}
+- {{ printf "--onnx_cache_dir=%s" . | quote }}
+{{- end }}
 {{- end }}
 {{- if .Values.model.requireSha256 }}
 - --require_sha256=true
@@ -167,6 +170,10 @@ resources:
 volumeMounts:
   - name: tmp
     mountPath: /tmp
+  {{- if .Values.model.onnx.cacheClaimName }}
+  - name: onnx-cache
+    mountPath: {{ .Values.model.onnx.cacheDir }}
+  {{- end }}
   {{- range include "model-server.secretMounts" . | fromJsonArray }}
   - name: {{ index . 0 }}
     mountPath: {{ index . 2 }}

@@ -23,6 +23,11 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: {{ .Values.tmpVolume.sizeLimit }}
+  {{- with .Values.model.onnx.cacheClaimName }}
+  - name: onnx-cache
+    persistentVolumeClaim:
+      claimName: {{ . }}
+  {{- end }}
   {{- range include "model-server.secretMounts" . | fromJsonArray }}
   - name: {{ index . 0 }}
     secret:

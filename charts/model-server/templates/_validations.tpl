@@ -20,6 +20,7 @@ once. A new check is one define here and one line in validateValues.
   "eventingProtocol"
   "batchPaths"
   "payloadLog"
+  "onnxCache"
   "repositoryApiToken"
   "tlsKnative"
   "authMultiModel"
@@ -113,6 +114,12 @@ payloadLog.mode {{ .Values.payloadLog.mode }} needs payloadLog.sink (http(s)://,
 {{- end -}}
 {{- if and .Values.kserveLogger.enabled (not .Values.kserveLogger.url) -}}
 kserveLogger.enabled needs kserveLogger.url.
+{{- end -}}
+{{- end }}
+
+{{- define "model-server.validateValues.onnxCache" -}}
+{{- if and .Values.model.onnx.cacheClaimName (not .Values.model.onnx.cacheDir) -}}
+model.onnx.cacheClaimName needs model.onnx.cacheDir, the path to mount it at.
 {{- end -}}
 {{- end }}
 
