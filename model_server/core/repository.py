@@ -204,7 +204,13 @@ class ModelRepository:
         """Load or reload ``name`` from disk, in the calling thread; returns the predictors that
         left service (to be closed once idle). Raises when nothing of it can be served."""
         with self._locks.setdefault(name, threading.Lock()):
-            return self._load(name)
+            try:
+                return self._load(name)
+            finally:
+                # Loading frees most of what it allocated (a pickle's bytes, ONNX Runtime's
+                # protobuf and build-time maps: two thirds of a forest session's growth); glibc
+                # would keep it all as the process's RSS.
+                give_memory_back()
 
     async def load(self, name: str) -> None:
         """load_now off the event loop; the retired versions are closed once idle."""

@@ -6,15 +6,20 @@ import asyncio
 import contextlib
 import logging
 
-import uvicorn
+from .uvicorn_import import defer_package_init
 
-from ..core.errors import ModelServerError, status_of
-from ..core.event_loop import use_event_loop
-from ..http.drain import Drain
-from ..http.protocol import ServerHttpProtocol
-from . import __doc__ as EDGE_DOC
-from .app import build
-from .settings import EdgeSettings
+defer_package_init()  # before the first import of uvicorn: not its command line and supervisors
+
+from uvicorn.config import Config  # noqa: E402
+from uvicorn.server import Server  # noqa: E402
+
+from ..core.errors import ModelServerError, status_of  # noqa: E402
+from ..core.event_loop import use_event_loop  # noqa: E402
+from ..http.drain import Drain  # noqa: E402
+from ..http.protocol import ServerHttpProtocol  # noqa: E402
+from . import __doc__ as EDGE_DOC  # noqa: E402
+from .app import build  # noqa: E402
+from .settings import EdgeSettings  # noqa: E402
 
 logger = logging.getLogger("model_server.edge")
 
@@ -28,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     except ModelServerError as exc:
         logger.error("cannot serve %s: %s", settings.model_dir, exc)
         raise SystemExit(status_of(exc).exit_code) from None
-    config = uvicorn.Config(
+    config = Config(
         routes,
         host=settings.host,
         port=settings.http_port,
@@ -42,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     config.load()
     config.ssl = tls.listening if tls is not None else None  # ours: checked reloads (http/tls.py)
-    server = uvicorn.Server(config)
+    server = Server(config)
     server.capture_signals = contextlib.nullcontext  # ours drain first (http/drain.py)
 
     background = []
