@@ -34,7 +34,9 @@ from kserve import model_server as kserve_model_server
 
 from ..core.errors import ModelServerError, SettingsError, status_of
 from . import sagemaker
+from .control import SupervisorLink
 from .model import SklearnModelRepository
+from .reloader import Reloader
 from .server import SklearnModelServer
 from .settings import ServerSettings
 from .workers import Supervisor, WorkerHealth, check_reusable_port, listening_socket
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
             logger.error("model %s not loaded: %s", name, exc)  # the others serve; the index says why
     models = list(repository.models.values())
     if settings.workers != 1:
-        sys.exit(_serve_with_workers(settings, repository, models))
+        sys.exit(_serve_with_workers(settings, repository))
     try:
         server = SklearnModelServer(settings, repository)  # reads the TLS and credential files
     except ModelServerError as exc:
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     server.start(models)
 
 
-def _serve_with_workers(settings: ServerSettings, repository: SklearnModelRepository, models) -> int:
+def _serve_with_workers(settings: ServerSettings, repository: SklearnModelRepository) -> int:
     """Fork --workers processes, each serving what was loaded here (kserve/workers.py)."""
     try:
         rest_socket = listening_socket(settings.https_port)
@@ -93,14 +95,21 @@ def _serve_with_workers(settings: ServerSettings, repository: SklearnModelReposi
     # Loading and warming allocated what lives as long as the workers: out of the collector's
     # reach before forking, so that no collection in a worker writes to (and copies) those pages.
     gc.freeze()
+    # The repository API and --watch: the supervisor keeps the repository, loads, and replaces
+    # the workers with fresh forks (kserve/reloader.py); without them, nothing changes after start.
+    reloader = None
+    if settings.repository_api_enabled or settings.watch:
+        reloader = Reloader(repository, settings.watch_interval_seconds if settings.watch else None)
 
     def serve(number: int) -> None:
-        server = SklearnModelServer(settings, repository, rest_socket=rest_socket)
+        link = SupervisorLink(supervisor.worker_channel) if reloader is not None else None
+        server = SklearnModelServer(settings, repository, rest_socket=rest_socket, link=link)
         server.ours.state.healthy = health.ok
-        server.start(models)
+        server.start(list(repository.models.values()))  # as they are at this fork
 
     logger.info("serving with %d workers", settings.workers)
-    return Supervisor(settings.workers, serve, health).run()
+    supervisor = Supervisor(settings.workers, serve, health, reloader)
+    return supervisor.run()
 
 
 def _configure_logging(log_config_file: str | None) -> None:

@@ -133,10 +133,3 @@ class ServerSettings(HttpSettings):
             raise SettingsError("give --management_token or --management_token_file, not both")
         if not self.bearer_token and self.management_token_file:
             raise SettingsError(f"--management_token_file {self.management_token_file} is empty")
-        if self.workers > 1 and (self.repository_api_enabled or self.watch):
-            # Each worker has its own copy of the repository: a load through one worker, or one
-            # worker's watch, would change what that worker serves only.
-            raise SettingsError(
-                "--workers above 1 serves what was loaded at start: it cannot be combined with "
-                "--repository_api or --watch yet (with --model_repository, pass --repository_api false)"
-            )
