@@ -53,7 +53,9 @@ class ServerSettings(HttpSettings):
         1,
         "Serving processes, or auto (the container's CPU limit, from its cgroup's cpu.max). More than 1: "
         "the models load once, then the workers are forked and share their memory; every worker "
-        "serves REST and gRPC on the same ports and a supervisor replaces a worker that dies.",
+        "serves REST and gRPC on the same ports and a supervisor replaces a worker that dies. With "
+        "--repository_api or --watch the supervisor loads new models and versions (at low priority), "
+        "then replaces the workers one at a time with fresh ones that serve them.",
         workers_count,
         minimum=1,
     )
