@@ -201,7 +201,7 @@ class Reloader:
 
     def _answer(self, pid: int, number, result=None, error: BaseException | None = None, retire=False) -> None:
         if error is not None:
-            self._tell(pid, {"id": number, "ok": False, "error": describe_error(error)})
+            self._tell(pid, {"id": number, "ok": False, "error": describe_error(error), "retire": retire})
         else:
             self._tell(pid, {"id": number, "ok": True, "result": result, "retire": retire})
 
@@ -249,7 +249,7 @@ class Reloader:
                 f"model {job.name} is {job.op}ed, but only {rollout.replaced} of {rollout.wanted} workers "
                 "could be replaced: the others serve what they had (the supervisor's log says why)"
             )
-            self._answer(job.pid, job.id, error=error)
+            self._answer(job.pid, job.id, error=error, retire=rollout.requester_replaced)
             return
         self._answer(job.pid, job.id, retire=rollout.requester_replaced)
 

@@ -302,6 +302,8 @@ class Supervisor:
 
     def _keep_old(self, slot: _Slot, old: int, new: int) -> None:
         """A fresh worker that did not come up: the old one keeps its slot."""
+        if self.stopping:
+            return  # a stop signal came: every worker, old or new, was told to drain
         if slot.pid == new:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(new, signal.SIGKILL)
@@ -333,13 +335,15 @@ class Supervisor:
 
     def _spawn(self, slot: _Slot) -> None:
         ours = theirs = None
+        supervisors_ends = []
         if self.reloader is not None:
             ours, theirs = socket.socketpair()
+            # Listed before the fork: the child must not take a lock another thread may hold.
+            supervisors_ends = [ours, *self.reloader.channels()]
         pid = os.fork()
         if pid == 0:
-            if ours is not None:
-                for sock in (ours, *self.reloader.channels()):
-                    sock.close()  # the supervisor's ends, to this and the other workers
+            for sock in supervisors_ends:
+                sock.close()  # the supervisor's ends, to this and the other workers
             self.worker_channel = theirs
             self._be_worker(slot.number)
         if ours is not None:
