@@ -75,16 +75,18 @@ def measure(workers: int, swaps: int, every: float, tmp: Path) -> dict:
         swapper.join()
     finally:
         server.stop()
-    expected = [str(v) for v in range(1, swaps + 2)]
+    # In order of first sight: during a roll-over, a poll may reach a worker still on the one before.
+    served = list(dict.fromkeys(seen))
+    every_version = served == [str(v) for v in range(1, swaps + 2)]
     ratio = swapping.p99_ms / baseline.p99_ms
     return {
         "workers": workers,
-        "versions_served": seen,
-        "every_version_served": seen == expected,
+        "versions_served": served,
+        "every_version_served": every_version,
         "baseline": baseline.to_json(),
         "swapping": swapping.to_json(),
         "p99_ratio": ratio,
-        "goal_met": swapping.valid and baseline.valid and seen == expected and ratio <= 1.5,
+        "goal_met": swapping.valid and baseline.valid and every_version and ratio <= 1.5,
     }
 
 
