@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -210,6 +211,10 @@ def test_watch_brings_a_new_version_to_every_worker(demos, tmp_path):
         by_pid = served_by_pid(metrics_dir, "iris")
         assert all(set(by_pid[worker]) == {"2"} for worker in second), by_pid
         assert "model iris serves versions 2" in served.log()
+        # SIGTERM stops the supervisor (its loader and control threads too) and every worker: exit 0.
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(30) == 0
+        assert not any(Path(f"/proc/{worker}").exists() for worker in second)
 
 
 def test_no_request_fails_while_workers_are_replaced(demos, tmp_path):
