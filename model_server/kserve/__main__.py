@@ -9,7 +9,9 @@ other flags (``--predictor_host``, ...) are accepted and ignored, as a ServingRu
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import importlib
 import logging
 import os
 import sys
@@ -92,6 +94,7 @@ def _serve_with_workers(settings: ServerSettings, repository: SklearnModelReposi
         logger.error("%s", exc)
         return status_of(exc).exit_code
     health = WorkerHealth()
+    _import_what_workers_import()
     # Loading and warming allocated what lives as long as the workers: out of the collector's
     # reach before forking, so that no collection in a worker writes to (and copies) those pages.
     gc.freeze()
@@ -110,6 +113,25 @@ def _serve_with_workers(settings: ServerSettings, repository: SklearnModelReposi
     logger.info("serving with %d workers", settings.workers)
     supervisor = Supervisor(settings.workers, serve, health, reloader)
     return supervisor.run()
+
+
+# What a worker imports on its way to serving, lazily: FastAPI's pydantic.v1 layer as KServe's
+# routes are built (~40 ms), uvicorn's lifespan and websockets protocol, uvloop. Imported once in
+# the supervisor, before forking, each worker (and each fresh one of a roll-over) starts without
+# them, and their pages are shared.
+WORKER_IMPORTS = (
+    "pydantic.v1",
+    "uvicorn.lifespan.on",
+    "uvicorn.protocols.websockets.auto",
+    "uvloop",
+    "fastapi.telemetry._runtime",
+)
+
+
+def _import_what_workers_import() -> None:
+    for name in WORKER_IMPORTS:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 def _configure_logging(log_config_file: str | None) -> None:
