@@ -285,3 +285,26 @@ def test_no_request_fails_while_workers_are_replaced(demos, tmp_path):
         # (docs/server.md says so); a client retrying CANCELLED sees none.
         assert set(grpc_failures) <= {grpc.StatusCode.CANCELLED}, grpc_failures
         assert len(grpc_failures) <= 2 * 6, grpc_failures
+
+
+def test_concurrent_loads_through_different_workers_all_answer(demos, tmp_path):
+    """Calls queue in the supervisor, one roll-over each; a worker retired by an earlier
+    roll-over still answers the call it forwarded before."""
+    root = tmp_path / "repository"
+    (root / "iris").mkdir(parents=True)
+    publish(root / "iris", 1, demos[0])
+    _, server = with_workers(root, tmp_path)
+    with server as served:
+        url, pid = served.http_url, served.process.pid
+        wait_for_workers(pid, 2)
+        names = ["a", "b", "c"]
+        for number, name in enumerate(names):
+            shutil.copytree(demos[number % 2], root / name)
+        with ThreadPoolExecutor(3) as pool:
+            loads = list(pool.map(lambda n: httpx.post(f"{url}/v2/repository/models/{n}/load", timeout=60), names))
+        assert [answer.status_code for answer in loads] == [200, 200, 200], [answer.text for answer in loads]
+        wait_for_workers(pid, 2)
+        with ThreadPoolExecutor(4) as pool:
+            ready = list(pool.map(lambda i: httpx.get(f"{url}/v2/models/{names[i % 3]}/ready").status_code, range(24)))
+        assert ready == [200] * 24
+        assert served.log().count("replaced (pid") == 6  # one roll-over of 2 workers per call
