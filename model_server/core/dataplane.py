@@ -127,7 +127,9 @@ class FixedRegistry(dict):
 class DataPlane:
     """The registry's models, answered the same way for every transport. ``state``: draining or
     not (shared with the transports' listeners); ``access``: who may use the repository API;
-    ``payload_log``: where sampled requests and their answers (or errors) are logged, None: nowhere."""
+    ``payload_log``: where sampled requests and their answers (or errors) are logged, None: nowhere;
+    ``manager``: what answers the repository API (``repository_index``, ``load``, ``unload``, all
+    awaited), the registry itself unless given (a forked worker's forwards to its supervisor)."""
 
     def __init__(
         self,
@@ -135,11 +137,13 @@ class DataPlane:
         state: ServingState | None = None,
         access: ManagementAccess | None = None,
         payload_log: PayloadLogger | None = None,
+        manager=None,
     ):
         self.registry = registry
         self.state = state or ServingState()
         self.access = access or ManagementAccess()
         self.payload_log = payload_log
+        self.manager = manager if manager is not None else registry
 
     def live(self) -> bool:
         return True
@@ -231,19 +235,19 @@ class DataPlane:
         if self.payload_log is not None:
             await self.payload_log.close()
 
-    # The repository API (``repository.ModelRepository``), gated by ``access``.
+    # The repository API (``manager``: a ``repository.ModelRepository``), gated by ``access``.
 
-    def repository_index(self, authorization: str | None) -> list[dict]:
+    async def repository_index(self, authorization: str | None) -> list[dict]:
         self.access.check(authorization)
-        return self.registry.index()
+        return await self.manager.repository_index()
 
     async def load(self, name: str, authorization: str | None) -> None:
         self.access.check(authorization)
-        await self.registry.load(name)
+        await self.manager.load(name)
 
     async def unload(self, name: str, authorization: str | None) -> None:
         self.access.check(authorization)
-        await self.registry.unload(name)
+        await self.manager.unload(name)
 
 
 def _request_id(request: Request | None, given: str | None) -> str | None:

@@ -236,6 +236,10 @@ class ModelRepository:
                 sys.setswitchinterval(self._switch_interval)
 
     async def unload(self, name: str) -> None:
+        self._retire(self.unload_now(name))
+
+    def unload_now(self, name: str) -> list[Predictor]:
+        """Stop serving ``name``; returns the predictors that left service (to be closed once idle)."""
         model = self.models.get(name)
         if model is None:
             raise ModelNotFound(f"Model with name {name} does not exist.")
@@ -246,7 +250,12 @@ class ModelRepository:
         self._states[name] = {v: VersionState("UNAVAILABLE", "unloaded") for v in self._states.get(name, {})}
         self._loaded = {k: v for k, v in self._loaded.items() if k[0] != name}
         logger.info("unloaded model %s", name)
-        self._retire(retired)
+        return retired
+
+    def served(self) -> dict[str, tuple[int, ...]]:
+        """What is served now, by model: the identities of its predictors (a load that changed
+        nothing leaves this equal)."""
+        return {name: tuple(id(p) for p in model.predictors.values()) for name, model in self.models.items()}
 
     def _load(self, name: str) -> list[Predictor]:
         available = self.complete_versions(name)
@@ -319,6 +328,10 @@ class ModelRepository:
         await asyncio.to_thread(give_memory_back)
 
     # -- index and watch ---------------------------------------------------------------------
+
+    async def repository_index(self) -> list[dict]:
+        """index(), as the data plane asks for it (a worker's asks its supervisor, kserve/control.py)."""
+        return self.index()
 
     def index(self) -> list[dict]:
         """Triton's repository index: every known model and version with its state."""

@@ -239,7 +239,7 @@ class DataPlaneRoutes:
 
     async def _repository_index(self, match, scope, receive):
         authorization = await self._repository_call(scope, receive)
-        return _json(200, self.dataplane.repository_index(authorization))
+        return _json(200, await self.dataplane.repository_index(authorization))
 
     async def _repository_action(self, match, scope, receive):
         authorization = await self._repository_call(scope, receive)

@@ -9,7 +9,9 @@ other flags (``--predictor_host``, ...) are accepted and ignored, as a ServingRu
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import importlib
 import logging
 import os
 import sys
@@ -34,7 +36,9 @@ from kserve import model_server as kserve_model_server
 
 from ..core.errors import ModelServerError, SettingsError, status_of
 from . import sagemaker
+from .control import SupervisorLink
 from .model import SklearnModelRepository
+from .reloader import Reloader
 from .server import SklearnModelServer
 from .settings import ServerSettings
 from .workers import Supervisor, WorkerHealth, check_reusable_port, listening_socket
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
             logger.error("model %s not loaded: %s", name, exc)  # the others serve; the index says why
     models = list(repository.models.values())
     if settings.workers != 1:
-        sys.exit(_serve_with_workers(settings, repository, models))
+        sys.exit(_serve_with_workers(settings, repository))
     try:
         server = SklearnModelServer(settings, repository)  # reads the TLS and credential files
     except ModelServerError as exc:
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     server.start(models)
 
 
-def _serve_with_workers(settings: ServerSettings, repository: SklearnModelRepository, models) -> int:
+def _serve_with_workers(settings: ServerSettings, repository: SklearnModelRepository) -> int:
     """Fork --workers processes, each serving what was loaded here (kserve/workers.py)."""
     try:
         rest_socket = listening_socket(settings.https_port)
@@ -90,17 +94,44 @@ def _serve_with_workers(settings: ServerSettings, repository: SklearnModelReposi
         logger.error("%s", exc)
         return status_of(exc).exit_code
     health = WorkerHealth()
+    _import_what_workers_import()
     # Loading and warming allocated what lives as long as the workers: out of the collector's
     # reach before forking, so that no collection in a worker writes to (and copies) those pages.
     gc.freeze()
+    # The repository API and --watch: the supervisor keeps the repository, loads, and replaces
+    # the workers with fresh forks (kserve/reloader.py); without them, nothing changes after start.
+    reloader = None
+    if settings.repository_api_enabled or settings.watch:
+        reloader = Reloader(repository, settings.watch_interval_seconds if settings.watch else None)
 
     def serve(number: int) -> None:
-        server = SklearnModelServer(settings, repository, rest_socket=rest_socket)
+        link = SupervisorLink(supervisor.worker_channel) if reloader is not None else None
+        server = SklearnModelServer(settings, repository, rest_socket=rest_socket, link=link)
         server.ours.state.healthy = health.ok
-        server.start(models)
+        server.start(list(repository.models.values()))  # as they are at this fork
 
     logger.info("serving with %d workers", settings.workers)
-    return Supervisor(settings.workers, serve, health).run()
+    supervisor = Supervisor(settings.workers, serve, health, reloader)
+    return supervisor.run()
+
+
+# What a worker imports on its way to serving, lazily: FastAPI's pydantic.v1 layer as KServe's
+# routes are built (~40 ms), uvicorn's lifespan and websockets protocol, uvloop. Imported once in
+# the supervisor, before forking, each worker (and each fresh one of a roll-over) starts without
+# them, and their pages are shared.
+WORKER_IMPORTS = (
+    "pydantic.v1",
+    "uvicorn.lifespan.on",
+    "uvicorn.protocols.websockets.auto",
+    "uvloop",
+    "fastapi.telemetry._runtime",
+)
+
+
+def _import_what_workers_import() -> None:
+    for name in WORKER_IMPORTS:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 def _configure_logging(log_config_file: str | None) -> None:

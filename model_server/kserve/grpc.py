@@ -234,6 +234,7 @@ class SklearnGRPCServer(GRPCServer):
         self.ours = ours
         self.authenticator = authenticator
         self.tls = tls
+        self.started = False  # serving: a roll-over's fresh worker says so (kserve/control.py)
 
     async def start(self, max_workers):
         self._server = aio.server(
@@ -254,6 +255,7 @@ class SklearnGRPCServer(GRPCServer):
         else:
             self._server.add_secure_port(f"[::]:{self._port}", server_credentials(self.tls))
         await self._server.start()
+        self.started = True
         await self._server.wait_for_termination()
 
 

@@ -32,11 +32,15 @@ from ..http.drain import Drain
 from ..http.protocol import ServerHttpProtocol
 from ..http.routes import DataPlaneRoutes
 from ..payload_log import payload_logger
+from .control import SupervisorLink
 from .grpc import SklearnGRPCServer
 from .settings import ServerSettings
 from .workers import MULTIPROC_ENV, multiprocess_registry
 
 logger = logging.getLogger(__name__)
+# A replaced worker: how long its clients may take to reconnect elsewhere (each connection's next
+# answer says Connection: close) before the connections left are closed.
+RETIRE_SECONDS = 1.0
 
 # KServe's routes and RPCs raise KServe's own error types: answer them from our table too.
 for _theirs, _ours in (
@@ -71,9 +75,17 @@ class ReadinessAwareDataPlane(KServeDataPlane):
 
 class SklearnModelServer(ModelServer):
     """``rest_socket``: a listener to serve REST on instead of binding --http_port (a worker's,
-    inherited from the supervisor, kserve/workers.py)."""
+    inherited from the supervisor, kserve/workers.py); ``link``: a worker's channel to its
+    supervisor, which answers the repository API and says when this worker is replaced
+    (kserve/control.py)."""
 
-    def __init__(self, settings: ServerSettings, repository: ModelRepository, rest_socket=None):
+    def __init__(
+        self,
+        settings: ServerSettings,
+        repository: ModelRepository,
+        rest_socket=None,
+        link: SupervisorLink | None = None,
+    ):
         # KServe's start() would build its own gRPC server; ours is added in start() instead.
         # TLS is ours (http/tls.py: checked reloads, mutual TLS, gRPC too): KServe gets no files.
         self.tls = settings.server_tls()
@@ -101,7 +113,9 @@ class SklearnModelServer(ModelServer):
         self.rest_socket = rest_socket
         access = ManagementAccess(settings.repository_api_enabled, settings.bearer_token)
         # Every transport's; KServe's wraps it.
-        self.ours = DataPlane(repository, access=access, payload_log=payload_logger(settings))
+        self.link = link
+        self.ours = DataPlane(repository, access=access, payload_log=payload_logger(settings), manager=link)
+        self._retiring = False
         self._watch: asyncio.Task | None = None
         self._background: list[asyncio.Task] = []
         if not settings.access_log:
@@ -166,9 +180,12 @@ class SklearnModelServer(ModelServer):
                 rest._server.serve = functools.partial(rest._server.serve, sockets=[self.rest_socket])
         loop = asyncio.get_running_loop()
         Drain(self.ours.state, settings.drain_seconds, self._stop_servers).install(loop)
-        if settings.watch:
+        if self.link is not None:  # the supervisor loads and watches (kserve/reloader.py)
+            await self.link.start(on_retire=self._retire)
+            self._background.append(loop.create_task(self._tell_when_serving()))
+        elif settings.watch:
             self._watch = loop.create_task(self.repository.watch(settings.watch_interval_seconds))
-        self._background = [loop.create_task(self.authenticator.watch(settings.auth_reload_seconds))]
+        self._background.append(loop.create_task(self.authenticator.watch(settings.auth_reload_seconds)))
         if self.tls is not None:
             self._background.append(loop.create_task(self.tls.watch(settings.tls_reload_seconds)))
         # Everything loaded so far (KServe, scikit-learn, pandas, the model) lives as long as the
@@ -181,6 +198,45 @@ class SklearnModelServer(ModelServer):
             await super()._serve()
         finally:
             await self.ours.close()
+
+    async def _tell_when_serving(self) -> None:
+        """A fresh worker of a roll-over: the supervisor retires an old one once this one serves."""
+        rest, grpc = self._rest_server, self._grpc_server
+        while not ((rest is None or rest._server.started) and (grpc is None or grpc.started)):
+            await asyncio.sleep(0.01)
+        self.link.tell({"op": "ready"})
+
+    def _retire(self) -> None:
+        """Replaced by a fresh worker (or the supervisor is gone): stop accepting now; every
+        connection's next answer says Connection: close (the one in flight too), so clients
+        reconnect to the other workers without a request lost to a connection closed under it;
+        once they did (at most RETIRE_SECONDS), stop as a drained server stops. No drain period:
+        the pod's readiness does not change, the other workers serve."""
+        if self._retiring or self.ours.state.draining:
+            return  # already stopping
+        self._retiring = True
+        self.ours.state.draining = True
+        rest = self._rest_server
+        if rest is not None:
+            for listener in getattr(rest._server, "servers", []):
+                listener.close()
+            for connection in list(rest._server.server_state.connections):
+                cycle = getattr(connection, "cycle", None)
+                if cycle is not None and not cycle.response_complete:
+                    cycle.keep_alive = False
+        asyncio.get_running_loop().create_task(self._finish_retiring())
+
+    async def _finish_retiring(self) -> None:
+        if self.link is not None:
+            self.link.tell({"op": "retiring"})
+        rest = self._rest_server
+        deadline = asyncio.get_running_loop().time() + RETIRE_SECONDS
+        while rest is not None and rest._server.server_state.connections:
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        logger.info("replaced by a fresh worker: stopping")
+        await self._stop_servers()
 
     async def _stop_servers(self) -> None:
         if self._watch is not None:

@@ -53,7 +53,9 @@ class ServerSettings(HttpSettings):
         1,
         "Serving processes, or auto (the container's CPU limit, from its cgroup's cpu.max). More than 1: "
         "the models load once, then the workers are forked and share their memory; every worker "
-        "serves REST and gRPC on the same ports and a supervisor replaces a worker that dies.",
+        "serves REST and gRPC on the same ports and a supervisor replaces a worker that dies. With "
+        "--repository_api or --watch the supervisor loads new models and versions (at low priority), "
+        "then replaces the workers one at a time with fresh ones that serve them.",
         workers_count,
         minimum=1,
     )
@@ -133,10 +135,3 @@ class ServerSettings(HttpSettings):
             raise SettingsError("give --management_token or --management_token_file, not both")
         if not self.bearer_token and self.management_token_file:
             raise SettingsError(f"--management_token_file {self.management_token_file} is empty")
-        if self.workers > 1 and (self.repository_api_enabled or self.watch):
-            # Each worker has its own copy of the repository: a load through one worker, or one
-            # worker's watch, would change what that worker serves only.
-            raise SettingsError(
-                "--workers above 1 serves what was loaded at start: it cannot be combined with "
-                "--repository_api or --watch yet (with --model_repository, pass --repository_api false)"
-            )

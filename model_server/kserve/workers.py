@@ -23,6 +23,10 @@ every worker writes its own files there, a scrape at any worker sums them
 (``MultiProcessCollector``), and a dead worker's counters and histograms stay in the sum.
 
 ``--workers auto``: the CPU limit of the container, from its cgroup (``cpu_limit``).
+
+Versions and hot reload (the repository API, ``--watch``): the supervisor keeps the repository
+and loads new versions in a low-priority thread, then replaces the workers one at a time with
+fresh forks (``kserve/reloader.py``; ``Supervisor._roll_over``).
 """
 
 from __future__ import annotations
@@ -41,8 +45,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.errors import SettingsError
+
+if TYPE_CHECKING:  # not imported here: it imports prometheus_client, which must wait (above)
+    from .reloader import Reloader, Rollout
 
 logger = logging.getLogger("model_server")
 
@@ -55,6 +63,11 @@ QUICK_DEATH_SECONDS = 10.0
 GIVE_UP = 5
 MAX_BACKOFF_SECONDS = 30.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+WAKE_SIGNAL = signal.SIGUSR1  # the reloader's word to the main thread: a roll-over is wanted
+WAITED_SIGNALS = {signal.SIGCHLD, WAKE_SIGNAL, *STOP_SIGNALS}
+# A roll-over: how long a fresh worker may take to serve, and an old one to stop accepting.
+READY_SECONDS = 60.0
+RETIRE_SECONDS = 10.0
 
 
 def cpu_limit(root: str | os.PathLike | None = None) -> int | None:
@@ -194,45 +207,148 @@ class _Slot:
 class Supervisor:
     """Fork ``count`` workers running ``serve(number)``; replace those that die; on SIGTERM or
     SIGINT pass the signal on (each worker drains) and wait for all of them. ``run`` returns the
-    exit code: 0 after a drain, 1 if a worker kept dying and the supervisor gave up."""
+    exit code: 0 after a drain, 1 if a worker kept dying and the supervisor gave up.
 
-    def __init__(self, count: int, serve: Callable[[int], None], health: WorkerHealth | None = None):
+    ``reloader`` (``kserve/reloader.py``): the repository kept here; each worker gets a control
+    channel (``worker_channel``, in the worker) and is replaced by a fresh fork when what is
+    served changes."""
+
+    def __init__(
+        self,
+        count: int,
+        serve: Callable[[int], None],
+        health: WorkerHealth | None = None,
+        reloader: Reloader | None = None,
+    ):
         self.count = count
         self.serve = serve
         self.health = health or WorkerHealth()
+        self.reloader = reloader
         self.slots = [_Slot(n) for n in range(count)]
+        self.retiring: set[int] = set()  # replaced workers finishing what they have in flight
+        self.worker_channel: socket.socket | None = None
         self.stopping = False
         self.gave_up = False
 
     def run(self) -> int:
         # Signals arrive through sigtimedwait, never as handlers: nothing runs between a fork and
-        # the worker's own handlers. SIGCHLD needs a handler to be queued at all.
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD, *STOP_SIGNALS})
+        # the worker's own handlers. SIGCHLD needs a handler to be queued at all (the reloader's
+        # wake-up signal too). Threads started after this inherit the mask.
+        for sig in (signal.SIGCHLD, WAKE_SIGNAL):
+            signal.signal(sig, lambda *_: None)
+        self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, set(WAITED_SIGNALS))
         try:
+            if self.reloader is not None:
+                self.reloader.start()
             for slot in self.slots:
                 self._spawn(slot)
-            while any(slot.pid for slot in self.slots) or not self.stopping:
+            while self._alive() or not self.stopping:
                 self._reap()
                 self._restart_due()
+                self._roll_over_when_asked()
                 self.health.set_failing(any(s.restart_at is not None and s.quick_deaths > 1 for s in self.slots))
-                if not any(slot.pid for slot in self.slots) and self.stopping:
+                if not self._alive() and self.stopping:
                     break
-                info = signal.sigtimedwait({signal.SIGCHLD, *STOP_SIGNALS}, self._wait_seconds())
+                info = signal.sigtimedwait(WAITED_SIGNALS, self._wait_seconds())
                 if info is not None and info.si_signo in STOP_SIGNALS:
                     self._stop(signal.Signals(info.si_signo))
         finally:
             self._cleanup_metrics()
         return 1 if self.gave_up else 0
 
+    def _alive(self) -> bool:
+        return any(slot.pid for slot in self.slots) or bool(self.retiring)
+
+    # -- roll-over: every worker replaced by a fresh fork (kserve/reloader.py) ---------------------
+
+    def _roll_over_when_asked(self) -> None:
+        if self.reloader is None:
+            return
+        while (rollout := self.reloader.next_rollout()) is not None:
+            rollout.wanted = len(self.slots)
+            try:
+                if not self.stopping:
+                    self._roll_over(rollout)
+            finally:
+                rollout.done.set()
+
+    def _roll_over(self, rollout: Rollout) -> None:
+        """One slot at a time: fork a fresh worker (it has the supervisor's models as they are
+        now), wait until it serves, then retire the old one, which stops accepting and finishes
+        what it has in flight. The worker that asked is retired by its answer instead (it is
+        waiting for that answer: it must not be waited for)."""
+        for slot in self.slots:
+            old = slot.pid
+            if old:
+                self.retiring.add(old)
+                slot.pid = 0
+            with self.reloader.fork_lock:  # free: the loader waits for this roll-over
+                self._spawn(slot)
+            new = slot.pid
+            if not self._wait_for(lambda new=new: self.reloader.is_ready(new), READY_SECONDS, new):
+                logger.error("worker %d (pid %d) did not start serving: the roll-over stops", slot.number, new)
+                self._keep_old(slot, old, new)
+                return
+            if old and old == rollout.requester:
+                rollout.requester_replaced = True
+            elif old:
+                self.reloader.retire(old)
+                if not self._wait_for(lambda old=old: self.reloader.has_retired(old), RETIRE_SECONDS, None):
+                    logger.error("worker pid %d did not retire: stopping it", old)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(old, signal.SIGTERM)
+            rollout.replaced += 1
+            logger.info("worker %d replaced (pid %s -> %d)", slot.number, old or "none", new)
+
+    def _keep_old(self, slot: _Slot, old: int, new: int) -> None:
+        """A fresh worker that did not come up: the old one keeps its slot."""
+        if self.stopping:
+            return  # a stop signal came: every worker, old or new, was told to drain
+        if slot.pid == new:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(new, signal.SIGKILL)
+            self.retiring.add(new)
+        if old and old in self.retiring:
+            self.retiring.discard(old)
+            slot.pid, slot.restart_at = old, None
+        elif slot.pid == new:
+            slot.pid, slot.restart_at = 0, time.monotonic() + 1.0
+
+    def _wait_for(self, condition: Callable[[], bool], seconds: float, pid: int | None) -> bool:
+        """Until ``condition`` holds, reaping workers meanwhile; False after ``seconds``, when
+        ``pid`` died, or when a stop signal came."""
+        deadline = time.monotonic() + seconds
+        while not condition():
+            if self.stopping or time.monotonic() > deadline:
+                return False
+            if pid is not None and not any(slot.pid == pid for slot in self.slots):
+                return False  # reaped: it died
+            info = signal.sigtimedwait(WAITED_SIGNALS, 0.01)
+            if info is not None and info.si_signo in STOP_SIGNALS:
+                self._stop(signal.Signals(info.si_signo))
+            self._reap()
+        return True
+
     def _wait_seconds(self) -> float:
         due = [s.restart_at for s in self.slots if s.restart_at is not None and not self.stopping]
         return max(0.01, min(due) - time.monotonic()) if due else 1.0
 
     def _spawn(self, slot: _Slot) -> None:
+        ours = theirs = None
+        supervisors_ends = []
+        if self.reloader is not None:
+            ours, theirs = socket.socketpair()
+            # Listed before the fork: the child must not take a lock another thread may hold.
+            supervisors_ends = [ours, *self.reloader.channels()]
         pid = os.fork()
         if pid == 0:
+            for sock in supervisors_ends:
+                sock.close()  # the supervisor's ends, to this and the other workers
+            self.worker_channel = theirs
             self._be_worker(slot.number)
+        if ours is not None:
+            theirs.close()
+            self.reloader.attach(pid, ours)
         slot.pid, slot.started, slot.restart_at = pid, time.monotonic(), None
         logger.info("worker %d started (pid %d)", slot.number, pid)
 
@@ -240,7 +356,7 @@ class Supervisor:
         code = 1
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
-            for sig in (signal.SIGCHLD, *STOP_SIGNALS):
+            for sig in (signal.SIGCHLD, WAKE_SIGNAL, *STOP_SIGNALS):
                 signal.signal(sig, signal.SIG_DFL)
             self.serve(number)
             code = 0
@@ -260,6 +376,13 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            if self.reloader is not None:
+                self.reloader.forget(pid)
+            if pid in self.retiring:
+                self.retiring.discard(pid)
+                self._mark_dead(pid)
+                logger.info("replaced worker (pid %d) stopped (%s)", pid, os.waitstatus_to_exitcode(status))
+                continue
             slot = next((s for s in self.slots if s.pid == pid), None)
             if slot is None:
                 continue
@@ -284,9 +407,20 @@ class Supervisor:
 
     def _restart_due(self) -> None:
         now = time.monotonic()
-        for slot in self.slots:
-            if slot.restart_at is not None and slot.restart_at <= now and not self.stopping:
+        due = [s for s in self.slots if s.restart_at is not None and s.restart_at <= now and not self.stopping]
+        if not due:
+            return
+        # Never fork while the reloader's loader thread loads (a lock it holds would stay held in
+        # the child): the replacement waits for the load to end (the loader wakes this thread).
+        lock = self.reloader.fork_lock if self.reloader is not None else None
+        if lock is not None and not lock.acquire(blocking=False):
+            return
+        try:
+            for slot in due:
                 self._spawn(slot)
+        finally:
+            if lock is not None:
+                lock.release()
 
     def _stop(self, sig: signal.Signals) -> None:
         if not self.stopping:
@@ -294,9 +428,9 @@ class Supervisor:
         self.stopping = True  # a second signal goes on to the workers too: they skip the drain
         for slot in self.slots:
             slot.restart_at = None
-            if slot.pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(slot.pid, sig)
+        for pid in [slot.pid for slot in self.slots if slot.pid] + sorted(self.retiring):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     @staticmethod
     def _mark_dead(pid: int) -> None:

@@ -154,8 +154,10 @@ def test_hot_reload_harness_swaps_under_load(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "hot_reload.json").read_text())
-    assert result["swapping"]["valid"] and result["baseline"]["valid"]
-    assert result["versions_served"][-1] == "4"
+    assert [run["workers"] for run in result["runs"]] == [1, 2]
+    for run in result["runs"]:
+        assert run["swapping"]["valid"] and run["baseline"]["valid"]
+        assert run["versions_served"][-1] == "4"
     assert (tmp_path / "hot_reload.md").read_text() in done.stdout
 
 

@@ -241,13 +241,12 @@ def test_the_onnx_cache_on_a_claim_is_mounted_where_the_server_keeps_it(helm, sc
     assert "cacheDir" in helm_template_error(helm, "--set", "model.onnx.cacheDir=relative/path")
 
 
-def test_workers_reach_the_server_and_stay_1_with_the_repository_api(helm):
+def test_workers_reach_the_server_with_the_repository_api_too(helm):
     assert "--workers=auto" in runtime_of(helm_template(helm))["args"]
     assert "--workers=3" in runtime_of(helm_template(helm, "--set", "workers=3"))["args"]
     repository_api = ["--set", "server.repositoryApi=true", "--set", "server.managementTokenSecret=token"]
-    assert "--workers=1" in runtime_of(helm_template(helm, *repository_api))["args"]
-    message = helm_template_error(helm, *repository_api, "--set", "workers=3")
-    assert "a load through the repository API would reach one worker only" in message
+    assert "--workers=auto" in runtime_of(helm_template(helm, *repository_api))["args"]
+    assert "--workers=3" in runtime_of(helm_template(helm, *repository_api, "--set", "workers=3"))["args"]
     assert "/workers" in helm_template_error(helm, "--set", "workers=0")
 
 

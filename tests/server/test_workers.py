@@ -303,13 +303,6 @@ def test_a_worker_that_keeps_dying_makes_the_supervisor_give_up(tmp_path):
     assert lines[-1] == "stopped", "the healthy worker was stopped (drained) before the supervisor exited"
 
 
-@pytest.mark.parametrize("flag", ["--watch", "--repository_api"])
-def test_workers_refuse_what_would_reach_one_worker_only(demo_model_dir, flag):
-    refused = pytest.raises(RuntimeError, match="cannot be combined with --repository_api or --watch")
-    with refused, start_server(demo_model_dir, "iris", "--workers=2", flag, timeout=30):
-        pass
-
-
 def test_workers_share_an_onnx_runtime_session_made_before_the_fork(tmp_path):
     """ONNX Runtime sessions are built (and checked) in the parent: every worker must predict with them."""
     import joblib

@@ -136,7 +136,7 @@ def test_the_repository_api_is_gated_before_the_registry_is_touched(registry):
     with pytest.raises(Disabled, match="--repository_api"):
         asyncio.run(closed.load("iris", None))
     with pytest.raises(Disabled):
-        closed.repository_index("Bearer anything")
+        asyncio.run(closed.repository_index("Bearer anything"))
     guarded = DataPlane(registry, access=ManagementAccess(True, "s3cret"))
     for authorization in (None, "Bearer wrong", "Basic s3cret"):
         with pytest.raises(Unauthorized):

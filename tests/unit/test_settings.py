@@ -139,7 +139,6 @@ def test_flag_wins_over_variable_and_variable_over_default():
         (["--auth", "oauth"], {}, "argument --auth: invalid choice"),
         ([], {"MODEL_SERVER_WORKERS": "many"}, "MODEL_SERVER_WORKERS='many': expected a number of processes or auto"),
         (["--workers", "0"], {}, "--workers must be at least 1, got 0"),
-        (["--workers", "2", "--watch"], {}, "cannot be combined with --repository_api or --watch"),
         (["--timeout-keep-alive", "-5"], {}, "--timeout-keep-alive must be at least 0"),
         (
             ["--version_policy", "newest"],
@@ -283,3 +282,9 @@ def test_kserve_tls_names_are_the_same_setting_as_ours():
     assert (ours.tls_files, ours.https_port) == (("/t/cert", "/t/key"), 8080)
     # KServe serves TLS only with both of its files; so do we.
     assert ServerSettings.from_args(["--ssl_certfile", "/k/cert"], environ={}).tls_files == (None, None)
+
+
+def test_workers_combine_with_the_repository_api_and_watch():
+    """The supervisor loads and replaces the workers (kserve/reloader.py): nothing to refuse."""
+    settings = ServerSettings.from_args(["--workers", "2", "--watch", "--repository_api"], environ={})
+    assert (settings.workers, settings.watch, settings.repository_api_enabled) == (2, True, True)

@@ -77,13 +77,9 @@
 {{- toJson $mounts -}}
 {{- end }}
 
-{{/* --workers: the value, or 1 where a load must reach every process (the repository API, --watch). */}}
+{{/* --workers: the value (with the repository API too: the supervisor loads, docs/server.md#workers). */}}
 {{- define "model-server.workers" -}}
-{{- if or .Values.server.repositoryApi .Values.multiModel.enabled -}}
-1
-{{- else -}}
 {{ .Values.workers }}
-{{- end -}}
 {{- end }}
 
 {{/* The server's environment: model.env, and the management token from its Secret. */}}

@@ -24,8 +24,7 @@ once. A new check is one define here and one line in validateValues.
   "repositoryApiToken"
   "tlsKnative"
   "authMultiModel"
-  "helmTestCredential"
-  "workers" }}
+  "helmTestCredential" }}
 {{- $messages = append $messages (include (printf "model-server.validateValues.%s" $check) $ | trim) -}}
 {{- end -}}
 {{- $messages = without $messages "" -}}
@@ -147,8 +146,4 @@ helmTest.enabled with auth.mode {{ .Values.auth.mode }} needs helmTest.credentia
 {{- end -}}
 {{- end }}
 
-{{- define "model-server.validateValues.workers" -}}
-{{- if and (or .Values.server.repositoryApi .Values.multiModel.enabled) (ne (toString .Values.workers) "auto") (gt (int .Values.workers) 1) -}}
-workers ({{ .Values.workers }}) with server.repositoryApi or multiModel.enabled: a load through the repository API would reach one worker only; use workers: auto or 1
-{{- end -}}
-{{- end }}
+
