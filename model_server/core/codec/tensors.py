@@ -76,8 +76,12 @@ def tensor_from_json(name: str, datatype: str, shape: list[int], data: object) -
                 f"input '{name}' is {datatype}, but its data holds {found.get(array.dtype.kind, array.dtype.name)}"
             )
         check_range(name, datatype, array)
-        with np.errstate(over="ignore"):  # a float past FP16/FP32's range is inf: the schema refuses it
-            array = array.ravel().astype(NUMPY_DTYPES[datatype], copy=False)
+        target = NUMPY_DTYPES[datatype]
+        if array.dtype == target:
+            array = array.ravel()
+        else:
+            with np.errstate(over="ignore"):  # a float past FP16/FP32's range is inf: the schema refuses it
+                array = array.ravel().astype(target, copy=False)
     return array_of_size(name, shape, array)
 
 
