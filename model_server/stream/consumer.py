@@ -69,8 +69,11 @@ def connection_options(settings: StreamSettings) -> dict:
 
 
 class StreamConsumer:
-    def __init__(self, settings: StreamSettings, dataplane: DataPlane):
+    def __init__(self, settings: StreamSettings, dataplane: DataPlane, board=None, number: int = 0):
+        """``board``, ``number``: with --workers, the shared board where this worker (``number``)
+        says how many partitions it holds (``workers.PartitionBoard``)."""
         self.settings = settings
+        self._board, self._number = board, number
         self.dataplane = dataplane
         self.model_name = settings.model_name
         self.running = False
@@ -109,7 +112,9 @@ class StreamConsumer:
             return False, "the model is not loaded"
         if not self.running:
             return False, "the consumer is not running"
-        if not self._partitions:
+        # With workers: some worker holds partitions (one beyond the partitions holds none, and waits).
+        held = len(self._partitions) if self._board is None else self._board.total()
+        if not held:
             return False, f"no partitions of {self.settings.input_topic} assigned yet"
         return True, ""
 
@@ -331,7 +336,12 @@ class StreamConsumer:
                 self._partitions[tp] = PartitionOffsets()
                 self._tasks[tp] = set()
             self._partitions[tp].committed = await self.consumer.committed(tp)
+        self._post_partitions()
         logger.info("assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned))
+
+    def _post_partitions(self) -> None:
+        if self._board is not None:
+            self._board.set(self._number, len(self._partitions))
 
     async def _revoked(self, revoked) -> None:
         """Before a partition goes to another replica: answer and commit what is in flight."""
@@ -341,8 +351,11 @@ class StreamConsumer:
         for tp in revoked:
             del self._partitions[tp]
             self._tasks.pop(tp, None)
+            # Zero first: with workers the gauge sums every live worker's files, which remove() leaves.
+            LAG.labels(tp.topic, str(tp.partition)).set(0)
             with contextlib.suppress(KeyError):
                 LAG.remove(tp.topic, str(tp.partition))
+        self._post_partitions()
 
 
 class _Rebalance(ConsumerRebalanceListener):
