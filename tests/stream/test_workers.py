@@ -93,8 +93,12 @@ def test_two_workers_split_the_partitions_and_one_scrape_sums_them(demo_model_di
             )
         )
         out = run(consume(topics.bootstrap, topics.output, n))
-        time.sleep(0.3)  # the acknowledgements counted
-        metrics = stream.metrics()
+        deadline = time.monotonic() + 10
+        while True:  # the last acknowledgements may be counted a moment after the records are readable
+            metrics = stream.metrics()
+            if metrics[("model_server_stream_messages_out_total", ())] >= n or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         log = stream.log()
     expected = joblib.load(demo_model_dir / "model.joblib").predict(rows)
     answers = {
