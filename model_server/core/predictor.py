@@ -272,10 +272,11 @@ class Predictor:
             await asyncio.gather(*[self._predict_chunk([member], results) for member in chunk])
             return
         seconds = time.perf_counter() - start
-        types, row = self.output_types, 0
+        datatypes = {name: spec["datatype"] for name, spec in self.output_types.items()}
+        row = 0
         for i, X, outputs in chunk:
             n = len(X)
-            results[i] = [Output(name, types[name]["datatype"], predictions[name][row : row + n]) for name in outputs]
+            results[i] = [Output(name, datatypes[name], predictions[name][row : row + n]) for name in outputs]
             row += n
             self._predict_seconds(seconds)
             if self._observe_predict_seconds is not None:

@@ -149,6 +149,8 @@ def check_datatype(name: str, datatype: object) -> str:
 
 
 def check_shape(name: str, shape: object) -> list[int]:
+    if type(shape) is list and len(shape) <= MAX_DIMS and all(type(d) is int and d >= 0 for d in shape):
+        return shape  # the common case in one pass; anything else is looked at below
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
         raise InvalidInput(f"input '{name}': shape must be a list of integers, got {shape!r}")
     if len(shape) > MAX_DIMS:
