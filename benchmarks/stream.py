@@ -11,7 +11,12 @@ header it requires). For each server and round:
   messages/s = N / (last response's record timestamp - first request's);
 - **latency**: messages produced at a fixed R per second for S seconds, within both servers'
   capacity; end-to-end latency = the response record's timestamp - its request's (both set at
-  send time by producers on this machine's clock, milliseconds), p50 and p99.
+  send time by producers on this machine's clock, milliseconds), p50 and p99;
+- **CPU per message**: the server's CPU time (every process of its session, from /proc) over
+  the throughput run, divided by the messages answered: what a message costs the server,
+  whatever else shares the machine (messages/s moves with the load, this much less).
+
+``--servers model-server-workers`` adds this server with ``--workers 2``.
 
 A run is INVALID unless every request got a response whose prediction is the model's own.
 MLServer's Kafka consumer has no group and starts at the latest offset, so each run first sends
@@ -104,7 +109,7 @@ class StreamServer:
     headers: list  # what each request message carries
 
 
-def this_server_command(model, bootstrap, input_topic, output_topic, workdir, port):
+def this_server_command(model, bootstrap, input_topic, output_topic, workdir, port, extra=()):
     return [
         sys.executable,
         "-m",
@@ -117,7 +122,27 @@ def this_server_command(model, bootstrap, input_topic, output_topic, workdir, po
         f"--group_id=bench-{uuid.uuid4().hex[:8]}",
         f"--http_port={port}",
         "--log_level=WARNING",
+        *extra,
     ]
+
+
+def this_server_with_workers(model, bootstrap, input_topic, output_topic, workdir, port):
+    return this_server_command(model, bootstrap, input_topic, output_topic, workdir, port, ("--workers=2",))
+
+
+def session_cpu_seconds(session: int) -> float:
+    """User + system CPU of every process in ``session`` (and of their reaped children)."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session:  # after the name: state, ppid, pgrp, session, ...
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def mlserver_command(mlserver_bin):
@@ -140,7 +165,7 @@ def mlserver_command(mlserver_bin):
 
 
 def ready_path(key: str, model) -> str:
-    return "/readyz" if key == "model-server" else f"/v2/models/{model.name}/ready"
+    return "/readyz" if key.startswith("model-server") else f"/v2/models/{model.name}/ready"
 
 
 def wait_http_ready(process, url: str, log: Path, timeout: float = 120) -> float:
@@ -180,6 +205,7 @@ class Run:
     latency_messages: int = 0
     p50_ms: float = 0.0
     p99_ms: float = 0.0
+    cpu_us_per_message: float = 0.0
     valid: bool = True
     problems: list = field(default_factory=list)
 
@@ -219,7 +245,7 @@ class Collector:
         await self.consumer.stop()
 
 
-async def measure(server: StreamServer, model, bootstrap, input_topic, output_topic, args, run: Run) -> None:
+async def measure(server: StreamServer, model, bootstrap, input_topic, output_topic, args, run: Run, cpu) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
     collector = Collector(bootstrap, output_topic)
     await producer.start()
@@ -260,11 +286,14 @@ async def measure(server: StreamServer, model, bootstrap, input_topic, output_to
         await send(200)
         await asyncio.sleep(1)
         # Throughput.
+        cpu_before = cpu()
         ids = await send(args.messages)
         run.messages = len(ids)
         await collector.wait_for(ids, args.timeout)
         answered = [i for i in ids if i in collector.responses]
         run.answered = len(answered)
+        if answered:
+            run.cpu_us_per_message = (cpu() - cpu_before) * 1e6 / len(answered)
         if answered:
             first = min(sent[i][0] for i in ids)
             last = max(collector.responses[i][0] for i in answered)
@@ -321,7 +350,8 @@ def run_one(server: StreamServer, command, model, broker: Broker, args, round_in
         )
     try:
         wait_http_ready(process, f"http://127.0.0.1:{port}{ready_path(server.key, model)}", log)
-        asyncio.run(measure(server, model, broker.bootstrap, input_topic, output_topic, args, run))
+        cpu = lambda: session_cpu_seconds(process.pid)  # noqa: E731 (its own session: start_new_session)
+        asyncio.run(measure(server, model, broker.bootstrap, input_topic, output_topic, args, run, cpu))
     except RuntimeError as exc:
         run.valid, run.problems = False, [str(exc)[:500]]
     finally:
@@ -350,6 +380,7 @@ def summarize(runs: list[Run], titles: dict[str, str]) -> list[dict]:
                 "messages_per_s": statistics.median(r.messages_per_s for r in mine),
                 "p50_ms": statistics.median(r.p50_ms for r in mine),
                 "p99_ms": statistics.median(r.p99_ms for r in mine),
+                "cpu_us_per_message": statistics.median(r.cpu_us_per_message for r in mine),
                 "valid": all(r.valid for r in mine),
                 "problems": [p for r in mine for p in r.problems],
             }
@@ -366,18 +397,20 @@ def markdown(summary: list[dict], args, commit: str) -> str:
         f"as fast as possible; latency at {args.rate} messages/s for {args.seconds} s; median of {args.rounds} "
         f"alternating rounds, one server running at a time. This server at commit {commit}.",
         "",
-        "| server | messages/s | p50 ms | p99 ms | messages/s vs MLServer | valid |",
-        "|---|---:|---:|---:|---:|---|",
+        "| server | messages/s | p50 ms | p99 ms | server CPU us/message | messages/s vs MLServer | valid |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in summary:
         ratio = ""
         if row is ours and theirs and theirs["messages_per_s"]:
             ratio = f"{ours['messages_per_s'] / theirs['messages_per_s']:.1f}x"
         valid = "yes" if row["valid"] else "INVALID: " + "; ".join(row["problems"])[:200]
-        figures = f"{row['messages_per_s']:,.0f} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f}"
+        figures = " | ".join(
+            [f"{row['messages_per_s']:,.0f}", *(f"{row[k]:.0f}" for k in ("p50_ms", "p99_ms", "cpu_us_per_message"))]
+        )
         lines.append(f"| {row['title']} | {figures} | {ratio} | {valid} |")
     if ours:
-        lines += ["", "| target (issue 14) | measured | met |", "|---|---|---|"]
+        lines += ["", "| target (issues 14, 26) | measured | met |", "|---|---|---|"]
         if theirs and theirs["messages_per_s"]:
             ratio = ours["messages_per_s"] / theirs["messages_per_s"]
             lines.append(f"| messages/s >= 5x MLServer | {ratio:.1f}x | {'yes' if ratio >= 5 else 'no'} |")
@@ -404,7 +437,11 @@ def update_readme(readme: Path, table: str) -> None:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--servers", default="model-server,mlserver", help="comma-separated: model-server, mlserver")
+    parser.add_argument(
+        "--servers",
+        default="model-server,mlserver",
+        help="comma-separated: model-server, mlserver, model-server-workers (this server with --workers 2)",
+    )
     parser.add_argument("--messages", type=int, default=30000, help="messages of the throughput run")
     parser.add_argument("--rate", type=int, default=500, help="messages/s of the latency run")
     parser.add_argument("--seconds", type=float, default=5, help="seconds of the latency run")
@@ -424,6 +461,10 @@ def main(argv=None) -> None:
     keys = args.servers.split(",")
     servers = {
         "model-server": (StreamServer("model-server", "this server", []), this_server_command),
+        "model-server-workers": (
+            StreamServer("model-server-workers", "this server, --workers 2", []),
+            this_server_with_workers,
+        ),
     }
     if "mlserver" in keys:
         command = mlserver_command(ensure_mlserver())

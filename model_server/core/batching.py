@@ -88,7 +88,7 @@ class MicroBatcher:
         if not batch:
             return
         loop = asyncio.get_running_loop()
-        X = _concat([item[0] for item in batch])
+        X = concat([item[0] for item in batch])
         outputs = frozenset().union(*(item[2] for item in batch))
         if self._observe_rows is not None:
             self._observe_rows(len(X))
@@ -112,7 +112,8 @@ class MicroBatcher:
             start += n
 
 
-def _concat(parts: list):
+def concat(parts: list):
+    """Rows of several checked inputs as one (arrays, column batches or DataFrames of one layout)."""
     if len(parts) == 1:
         return parts[0]
     if isinstance(parts[0], np.ndarray):

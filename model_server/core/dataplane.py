@@ -4,6 +4,7 @@ consumer, the edge runtime), constructed once over the registry of served models
     DataPlane(registry, state, access)
         .live() .ready() .model_ready(name, version) .model_metadata(name, version)
         .infer(name, version, read, protocol=..., encode=...)
+        .infer_many(name, version, items, decode, protocol=..., encode=...)
         .repository_index(authorization) .load(name, authorization) .unload(name, authorization)
 
 ``infer`` looks the model up, checks it is ready and has the version asked for, reads and decodes the
@@ -24,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
 from .access import ManagementAccess
@@ -39,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 Request = V1Request | V2Request
 Encoded = TypeVar("Encoded")
+Item = TypeVar("Item")
 
 
 class ServedModel:
@@ -229,6 +232,90 @@ class DataPlane:
             )  # fmt: skip
             log.offer(event)
         return encoded
+
+    async def infer_many(
+        self,
+        name: str,
+        version: str | None,
+        items: Sequence[Item],
+        decode: Callable[[Item], Request],
+        *,
+        protocol: str,
+        encode: Callable[[Item, Request, InferenceResponse], Encoded],
+    ) -> list[Encoded | Exception]:
+        """``infer`` for many requests a transport holds at once (the messages of a Kafka poll;
+        an HTTP batch endpoint could do the same): ``decode(item)`` is each one's request,
+        ``encode(item, request, response)`` its answer. One answer or exception per item, in
+        order: an item that fails decoding, checking or encoding fails alone, the others are
+        predicted together (``Predictor.infer_many``). Counted and logged as ``infer`` counts
+        and logs each request."""
+        log = self.payload_log
+        started, clock = time.time(), time.perf_counter()
+        results: list = [None] * len(items)
+        requests: list = [None] * len(items)
+        model = predictor = None
+        undecoded: set[int] = set()  # labelled without a version, as infer labels a failed read
+        try:
+            model = self.lookup(name)
+            predictor = model.predictor_for(version)
+        except Exception as exc:  # no such model (version), or not ready: every item is refused
+            results = [exc] * len(items)
+        else:
+            good = []
+            for i, item in enumerate(items):
+                try:
+                    requests[i] = decode(item)
+                    good.append(i)
+                except Exception as exc:
+                    results[i] = exc
+                    undecoded.add(i)
+            try:
+                predictor = model.predictor_for(version)  # as infer: a swap meanwhile is seen here
+                predicted = await predictor.infer_many([requests[i] for i in good])
+            except Exception as exc:  # unloaded meanwhile
+                predicted = [exc] * len(good)
+            for i, outputs in zip(good, predicted, strict=True):
+                if isinstance(outputs, Exception):
+                    results[i] = outputs
+                    continue
+                response = InferenceResponse(name, predictor.version, outputs)
+                try:
+                    results[i] = (encode(items[i], requests[i], response), response)
+                except Exception as exc:
+                    results[i] = exc
+        model_label = name if model is not None else ""
+        version_label = predictor.version if predictor is not None else ""
+        codes: Counter = Counter()
+        answers = []
+        seconds = time.perf_counter() - clock
+        for i, result in enumerate(results):
+            logged = log is not None and log.sampled()
+            if isinstance(result, Exception):
+                status = status_of(result)
+                if status is INTERNAL:
+                    logger.error("inference on model %s failed", name, exc_info=result)
+                served = "" if i in undecoded else version_label
+                codes[str(status.http), served] += 1
+                answers.append(result)
+                if logged:
+                    event = PayloadEvent(
+                        _request_id(requests[i], None), name, served or version, protocol, started, seconds,
+                        status.http, requests[i], None, describe(result), None,
+                    )  # fmt: skip
+                    log.offer(event)
+                continue
+            encoded, response = result
+            codes["200", version_label] += 1
+            answers.append(encoded)
+            if logged:
+                event = PayloadEvent(
+                    _request_id(requests[i], None), name, predictor.version, protocol, started, seconds,
+                    200, requests[i], response, None, None,
+                )  # fmt: skip
+                log.offer(event)
+        for (code, served), count in codes.items():
+            requests_counter(protocol, code, model_label, served).inc(count)
+        return answers
 
     async def close(self) -> None:
         """At shutdown, once requests are answered: deliver the payload log's queued events."""

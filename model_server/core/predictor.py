@@ -5,6 +5,8 @@ front end predicts through it: the KServe model and the edge runtime call ``infe
 with concurrent requests), batch scoring calls ``predict_batch()`` on its own chunks.
 
     infer(request)   V1Request / V2Request -> schema check -> X -> batcher -> predict_batch -> outputs
+    infer_many(requests)  the same for many requests a transport has at once (a Kafka poll): each
+                     checked alone, their rows predicted together, the outputs split back
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 from . import engines
 from .artifact import ModelArtifact
-from .batching import MicroBatcher
+from .batching import MicroBatcher, concat
 from .codec import LABEL, PREDICT, PROBA, Output, V1Request, V2Request, datatype_of
 from .drift import DriftMonitor
 from .errors import ArtifactError, InvalidInput, ModelFailure, RequestTooLarge
@@ -213,6 +215,73 @@ class Predictor:
             self._observe_predict_seconds(seconds)
         return [Output(name, self.output_types[name]["datatype"], predictions[name]) for name in outputs]
 
+    async def infer_many(self, requests: list[V1Request | V2Request]) -> list[list[Output] | Exception]:
+        """``infer`` for many requests a transport holds at once (a Kafka consumer's poll): each
+        is checked on its own (a bad one gets its own error, in its place in the list), the
+        rows of the others are concatenated and predicted in as few estimator calls as
+        ``max_batch_size`` allows, and the outputs split back per request. One future and one
+        batcher entry per estimator call instead of one per request."""
+        results: list = [None] * len(requests)
+        groups: dict[tuple, list] = {}  # inputs of one layout can be concatenated
+        self.in_flight += 1
+        try:
+            for i, request in enumerate(requests):
+                try:
+                    rows = _rows(request)
+                    if rows > OFFLOAD_ROWS:
+                        X, outputs = await asyncio.to_thread(self.prepare, request, rows)
+                    else:
+                        X, outputs = self.prepare(request, rows)
+                except Exception as exc:
+                    results[i] = exc
+                    continue
+                groups.setdefault(_layout(X), []).append((i, X, outputs))
+            chunks = [chunk for members in groups.values() for chunk in self._chunks(members)]
+            await asyncio.gather(*[self._predict_chunk(chunk, results) for chunk in chunks])
+        finally:
+            self.in_flight -= 1
+        return results
+
+    def _chunks(self, members: list) -> list[list]:
+        """Consecutive members in runs of at most max_batch_size rows (one larger runs alone)."""
+        chunks, chunk, rows = [], [], 0
+        limit = self.batcher.max_rows
+        for member in members:
+            n = len(member[1])
+            if chunk and rows + n > limit:
+                chunks.append(chunk)
+                chunk, rows = [], 0
+            chunk.append(member)
+            rows += n
+        if chunk:
+            chunks.append(chunk)
+        return chunks
+
+    async def _predict_chunk(self, chunk: list, results: list) -> None:
+        start = time.perf_counter()
+        try:
+            predictions = await self.batcher.predict(
+                concat([X for _, X, _ in chunk]), frozenset().union(*(outputs for _, _, outputs in chunk))
+            )
+        except Exception as exc:
+            if len(chunk) == 1:
+                results[chunk[0][0]] = exc
+                return
+            # As the batcher does with batch mates: each alone, so only the culprit fails.
+            logger.warning("%d requests predicted together failed (%s); predicting each alone", len(chunk), exc)
+            await asyncio.gather(*[self._predict_chunk([member], results) for member in chunk])
+            return
+        seconds = time.perf_counter() - start
+        datatypes = {name: spec["datatype"] for name, spec in self.output_types.items()}
+        row = 0
+        for i, X, outputs in chunk:
+            n = len(X)
+            results[i] = [Output(name, datatypes[name], predictions[name][row : row + n]) for name in outputs]
+            row += n
+            self._predict_seconds(seconds)
+            if self._observe_predict_seconds is not None:
+                self._observe_predict_seconds(seconds)
+
     async def close_when_idle(self, poll_s: float = 0.05) -> None:
         """Once no request is in flight on it (a retired version finishes what it was given),
         stop its predict thread and let go of the estimator, so its memory is freed."""
@@ -223,9 +292,9 @@ class Predictor:
         # garbage collector keeps its startup objects frozen.
         self.batcher = self.engine = self.estimator = None
 
-    def prepare(self, request: V1Request | V2Request) -> tuple[object, list[str]]:
-        """The checked ``X`` and the output names a request asks for."""
-        rows = _rows(request)
+    def prepare(self, request: V1Request | V2Request, rows: int | None = None) -> tuple[object, list[str]]:
+        """The checked ``X`` and the output names a request asks for (``rows``: its count, if known)."""
+        rows = _rows(request) if rows is None else rows
         if self.max_request_rows is not None and rows > self.max_request_rows:
             raise RequestTooLarge(
                 f"the request has {rows} rows; this server takes at most {self.max_request_rows} (--max_request_rows)"
@@ -288,8 +357,25 @@ def _engine_name(engine, estimator) -> str:
     return getattr(engine, "name", type(engine).__name__)
 
 
+def _layout(X) -> tuple:
+    """What must match for checked inputs to be concatenated: an array's dtype and row shape, a
+    column batch's or a DataFrame's columns."""
+    if isinstance(X, np.ndarray):
+        return ("array", X.dtype.str, X.shape[1:])
+    if isinstance(X, dict):  # schema.ColumnBatch
+        return ("columns", *((name, X[name].dtype.str) for name in X))
+    dtypes = getattr(X, "dtypes", None)  # a DataFrame
+    if dtypes is not None:
+        return ("frame", *((str(name), str(dtype)) for name, dtype in dtypes.items()))
+    return (type(X).__name__, id(X))  # unknown: never concatenated with another
+
+
 def _rows(request: V1Request | V2Request) -> int:
     """How many rows a decoded request carries, before any check of its contents."""
     if isinstance(request, V1Request):
         return len(request.instances) if isinstance(request.instances, (list, np.ndarray)) else 1
-    return max((t.data.shape[0] if t.data.ndim else 1 for t in request.inputs), default=0)
+    inputs = request.inputs
+    if len(inputs) == 1:  # the common case, without a generator (a Kafka poll asks it per message)
+        data = inputs[0].data
+        return data.shape[0] if data.ndim else 1
+    return max((t.data.shape[0] if t.data.ndim else 1 for t in inputs), default=0)

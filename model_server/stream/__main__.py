@@ -1,16 +1,26 @@
 """``python -m model_server.stream``: answer inference requests from one Kafka topic on another.
 
 Every setting is a flag and a ``MODEL_SERVER_*`` environment variable (``stream/settings.py``). SIGTERM
-(or Ctrl-C) stops fetching, answers and commits what is in flight, and exits 0.
+(or Ctrl-C) stops fetching, answers and commits what is in flight, and exits 0. ``--workers N``:
+the model loads once and N forked consumers share the partitions (``stream/workers.py``).
 """
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":
+    from ..kserve.workers import prepare_multiprocess_metrics
+
+    # Before anything imports prometheus_client: with --workers, every worker's metrics go to files.
+    prepare_multiprocess_metrics(sys.argv[1:])
+
 import asyncio
 import gc
 import logging
+import os
 import signal
-import sys
+from dataclasses import dataclass
 
 from ..core.dataplane import DataPlane
 from ..core.errors import ModelServerError, status_of
@@ -20,6 +30,7 @@ from ..payload_log import payload_logger
 from .consumer import StreamConsumer
 from .ops import OpsApp, ops_server
 from .settings import StreamSettings
+from .workers import PartitionBoard, serve_with_workers
 
 logger = logging.getLogger("model_server.stream")
 
@@ -30,9 +41,22 @@ DESCRIPTION = (
 )
 
 
+@dataclass
+class Worker:
+    """What a forked worker shares with the others: its number, the ops socket the parent bound,
+    the partition board, the supervisor's health byte."""
+
+    number: int
+    ops_socket: object
+    board: PartitionBoard
+    health: object
+
+
 def main(argv: list[str] | None = None) -> None:
     settings = StreamSettings.from_args(argv, prog="python -m model_server.stream", description=DESCRIPTION)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # With workers, each line says whose it is.
+    process = " [%(process)d]" if settings.workers > 1 else ""
+    logging.basicConfig(level=settings.log_level, format=f"%(asctime)s %(levelname)s{process} %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     try:
         registry = load_model(settings)
@@ -40,13 +64,23 @@ def main(argv: list[str] | None = None) -> None:
         logger.error("cannot serve %s: %s", settings.model_dir, exc)
         sys.exit(status_of(exc).exit_code)
     gc.freeze()  # what loaded lives as long as the process: full collections need not walk it
+    if settings.workers > 1:
+
+        def serve_one(number, ops_socket, board, health) -> int:
+            return _run(settings, registry, Worker(number, ops_socket, board, health))
+
+        sys.exit(serve_with_workers(settings, serve_one))
+    sys.exit(_run(settings, registry))
+
+
+def _run(settings: StreamSettings, registry: ModelRepository, worker: Worker | None = None) -> int:
+    """One consumer process (the only one, or a forked worker) from its event loop to its exit code."""
     use_event_loop()
     try:
-        code = asyncio.run(serve(settings, DataPlane(registry, payload_log=payload_logger(settings))))
+        return asyncio.run(serve(settings, DataPlane(registry, payload_log=payload_logger(settings)), worker))
     except ModelServerError as exc:
         logger.error("%s", exc)
-        code = status_of(exc).exit_code
-    sys.exit(code)
+        return status_of(exc).exit_code
 
 
 def load_model(settings: StreamSettings) -> ModelRepository:
@@ -55,13 +89,26 @@ def load_model(settings: StreamSettings) -> ModelRepository:
     return ModelRepository.of_one_model(settings)
 
 
-async def serve(settings: StreamSettings, dataplane: DataPlane) -> int:
-    consumer = StreamConsumer(settings, dataplane)
+async def serve(settings: StreamSettings, dataplane: DataPlane, worker: Worker | None = None) -> int:
+    if worker is None:
+        consumer = StreamConsumer(settings, dataplane)
+        ops = ops_server(OpsApp(consumer.live, consumer.ready), settings.http_port)
+        sockets = None
+    else:
+        consumer = StreamConsumer(settings, dataplane, board=worker.board, number=worker.number)
+
+        def ready() -> tuple[bool, str]:
+            if not worker.health.ok():
+                return False, "a worker keeps dying"
+            return consumer.ready()
+
+        ops = ops_server(OpsApp(consumer.live, ready, multiprocess=True), settings.http_port)
+        sockets = [worker.ops_socket]
+        logger.info("worker %d (pid %d) consuming", worker.number, os.getpid())
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _stop, consumer, signum)
-    ops = ops_server(OpsApp(consumer.live, consumer.ready), settings.http_port)
-    ops_task = asyncio.create_task(ops.serve())
+    ops_task = asyncio.create_task(ops.serve(sockets=sockets))
     try:
         code = await consumer.run()
     finally:

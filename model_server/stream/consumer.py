@@ -1,13 +1,14 @@
 """The consume -> predict -> produce -> commit loop, at least once.
 
-aiokafka rather than confluent-kafka: it is asyncio-native, so consecutive messages become
-concurrent ``DataPlane.infer`` calls in the one event loop, which the micro-batcher predicts in one
-estimator call; confluent-kafka's callbacks run on librdkafka's threads and would have to be
-handed back to the loop one by one. aiokafka is pure Python too (no native library in the image).
+aiokafka rather than confluent-kafka: it is asyncio-native, so a fetch's messages are answered in
+the one event loop the data plane runs in; confluent-kafka's callbacks run on librdkafka's threads
+and would have to be handed back to the loop one by one. aiokafka is pure Python too (no native
+library in the image).
 
-Per message: ``DataPlane.infer``, then the response (or the error record) is produced
-with ``acks=all`` in input order per partition, and only once the broker has acknowledged it is
-the input offset marked answered; ``PartitionOffsets`` commits a partition only up to its first
+Per fetch: one ``DataPlane.infer_many`` (its requests predicted together, a bad message failing
+alone), then the responses (or error records) are produced with ``acks=all`` in input order per
+partition, and only once the broker has acknowledged them are the input offsets marked
+answered; ``PartitionOffsets`` commits a partition only up to its first
 message still in flight. Fetching pauses at ``--max_in_flight`` unanswered messages. A message
 that cannot be answered goes to the error topic and the partition goes on. If the broker does
 not acknowledge a record, the consumer stops without committing past it and exits 1; the
@@ -68,8 +69,11 @@ def connection_options(settings: StreamSettings) -> dict:
 
 
 class StreamConsumer:
-    def __init__(self, settings: StreamSettings, dataplane: DataPlane):
+    def __init__(self, settings: StreamSettings, dataplane: DataPlane, board=None, number: int = 0):
+        """``board``, ``number``: with --workers, the shared board where this worker (``number``)
+        says how many partitions it holds (``workers.PartitionBoard``)."""
         self.settings = settings
+        self._board, self._number = board, number
         self.dataplane = dataplane
         self.model_name = settings.model_name
         self.running = False
@@ -108,7 +112,9 @@ class StreamConsumer:
             return False, "the model is not loaded"
         if not self.running:
             return False, "the consumer is not running"
-        if not self._partitions:
+        # With workers: some worker holds partitions (one beyond the partitions holds none, and waits).
+        held = len(self._partitions) if self._board is None else self._board.total()
+        if not held:
             return False, f"no partitions of {self.settings.input_topic} assigned yet"
         return True, ""
 
@@ -166,8 +172,8 @@ class StreamConsumer:
                 self._start(loop, fetched)
 
     def _start(self, loop, fetched: dict) -> None:
-        """One task answers one fetch: its messages are predicted concurrently (so the batcher
-        predicts them in as few estimator calls as it can), and their answers are produced in
+        """One task answers one fetch: its messages are predicted together (one estimator call
+        per --max_batch_size rows), and their answers are produced in
         input order, after those of the fetch before."""
         spans, count = [], 0
         for tp, records in fetched.items():
@@ -190,7 +196,7 @@ class StreamConsumer:
 
     async def _answer(self, records: list, spans: list, previous, enqueued: asyncio.Future) -> None:
         try:
-            outcomes = await asyncio.gather(*[self._outcome(record) for record in records])
+            outcomes = await self._outcomes(records)
             if previous is not None and not previous.done():
                 await previous  # answers leave in input order, so a key's order is kept
             deliveries = await self._enqueue(records, outcomes)
@@ -224,26 +230,33 @@ class StreamConsumer:
             if tasks is not None:
                 tasks.discard(task)
 
-    async def _outcome(self, record):
-        """(topic or None, value, headers, answered) for a record: its response, or its error record."""
-        message = None
+    async def _outcomes(self, records: list) -> list[tuple]:
+        """(topic or None, value, headers, answered) for each record of a fetch: its response, or
+        its error record. The fetch is one ``DataPlane.infer_many``: its requests are predicted
+        together, a message that cannot be answered fails alone."""
+        messages: list = [None] * len(records)
+        model_name = self.model_name
 
-        async def read():
-            nonlocal message
-            message = decode(record)
+        def read(i: int):
+            message = messages[i] = decode(records[i])
             return message.request
 
-        def encode(request, response):
-            return response_record(message, record, self.model_name, response)
+        def encode(i: int, request, response):
+            return response_record(messages[i], records[i], model_name, response)
 
-        try:
-            value, headers = await self.dataplane.infer(self.model_name, None, read, protocol="kafka", encode=encode)
-        except Exception as exc:
-            return self._rejected(record, exc, message.request_id if message is not None else None)
-        if len(value) > self._max_value_bytes:  # the broker would refuse it, and retry forever
-            too_large = RequestTooLarge(f"the response of {len(value)} bytes exceeds {self._max_value_bytes}")
-            return self._rejected(record, too_large, message.request_id)
-        return self.settings.output_topic, value, headers, True
+        answers = await self.dataplane.infer_many(
+            model_name, None, range(len(records)), read, protocol="kafka", encode=encode
+        )
+        outcomes, output_topic, max_bytes = [], self.settings.output_topic, self._max_value_bytes
+        for record, message, answer in zip(records, messages, answers, strict=True):
+            if isinstance(answer, Exception):
+                outcomes.append(self._rejected(record, answer, message.request_id if message is not None else None))
+            elif len(answer[0]) > max_bytes:  # the broker would refuse it, and retry forever
+                too_large = RequestTooLarge(f"the response of {len(answer[0])} bytes exceeds {max_bytes}")
+                outcomes.append(self._rejected(record, too_large, message.request_id))
+            else:
+                outcomes.append((output_topic, answer[0], answer[1], True))
+        return outcomes
 
     def _rejected(self, record, exc: BaseException, request_id: str | None):
         status, reason = status_of(exc), describe(exc)
@@ -323,7 +336,12 @@ class StreamConsumer:
                 self._partitions[tp] = PartitionOffsets()
                 self._tasks[tp] = set()
             self._partitions[tp].committed = await self.consumer.committed(tp)
+        self._post_partitions()
         logger.info("assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned))
+
+    def _post_partitions(self) -> None:
+        if self._board is not None:
+            self._board.set(self._number, len(self._partitions))
 
     async def _revoked(self, revoked) -> None:
         """Before a partition goes to another replica: answer and commit what is in flight."""
@@ -333,8 +351,11 @@ class StreamConsumer:
         for tp in revoked:
             del self._partitions[tp]
             self._tasks.pop(tp, None)
+            # Zero first: with workers the gauge sums every live worker's files, which remove() leaves.
+            LAG.labels(tp.topic, str(tp.partition)).set(0)
             with contextlib.suppress(KeyError):
                 LAG.remove(tp.topic, str(tp.partition))
+        self._post_partitions()
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -25,6 +25,7 @@ from ..core.codec import (
     loads_json,
     v1_response,
 )
+from ..core.codec.types import JSON_CONTENT
 from ..core.errors import InvalidInput
 
 Headers = list[tuple[str, bytes]]
@@ -106,8 +107,11 @@ def response_record(message: Message, record, model_name: str, response: Inferen
         if message.event is not None:  # CloudEvent data is JSON: binary outputs go as JSON
             request = replace(request, binary_outputs=set())
         body, http_headers = encode_v2_rest(request, response)
-        content_type = http_headers["content-type"].encode()
-        extra = [(name, value.encode()) for name, value in http_headers.items() if name != "content-type"]
+        if http_headers is JSON_CONTENT:  # the common case: nothing to convert
+            content_type, extra = JSON, []
+        else:
+            content_type = http_headers["content-type"].encode()
+            extra = [(name, value.encode()) for name, value in http_headers.items() if name != "content-type"]
     if message.event is not None:
         value, headers = cloudevent.to_kafka(cloudevent.reply(message.event, model_name, body))
     else:

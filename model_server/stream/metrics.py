@@ -18,6 +18,7 @@ LAG = Gauge(
     "model_server_stream_lag",
     "Messages of an assigned partition not yet answered and committed (end offset minus committed offset)",
     ["topic", "partition"],
+    multiprocess_mode="livesum",  # with --workers: one partition, one live owner (the others say 0)
 )
 END_TO_END_SECONDS = Histogram(
     "model_server_stream_end_to_end_seconds",

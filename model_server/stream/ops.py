@@ -11,14 +11,17 @@ import contextlib
 from collections.abc import Callable
 
 import uvicorn
-from prometheus_client import make_asgi_app
+from prometheus_client import REGISTRY, make_asgi_app
+
+from ..kserve.workers import multiprocess_registry
 
 
 class OpsApp:
-    def __init__(self, live: Callable[[], bool], ready: Callable[[], tuple[bool, str]]):
+    def __init__(self, live: Callable[[], bool], ready: Callable[[], tuple[bool, str]], multiprocess: bool = False):
+        """``multiprocess``: /metrics sums every worker's values (prometheus_client's multiprocess mode)."""
         self.live = live
         self.ready = ready
-        self.metrics = make_asgi_app()
+        self.metrics = make_asgi_app(multiprocess_registry() if multiprocess else REGISTRY)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":

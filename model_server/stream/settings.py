@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ..core.errors import SettingsError
 from ..core.settings import PayloadLogSettings, env_name, optional, setting
+from ..kserve.workers import workers_count  # the server's --workers parsing (plain Python, no KServe)
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -75,6 +76,15 @@ class StreamSettings(PayloadLogSettings):
     tls_ca: str | None = setting(None, "CA bundle to verify the brokers (SSL, SASL_SSL).", optional(str))
     tls_cert: str | None = setting(None, "Client certificate (PEM) for mutual TLS with the brokers.", optional(str))
     tls_key: str | None = setting(None, "Private key of --tls_cert.", optional(str))
+    workers: int = setting(
+        1,
+        "Consumer processes, or auto (the container's CPU limit, from its cgroup's cpu.max). More than 1: "
+        "the model loads once, then the workers are forked and share its memory; each is a member of "
+        "the consumer group (the partitions are split between them), a supervisor replaces a worker "
+        "that dies, /metrics sums them all.",
+        workers_count,
+        minimum=1,
+    )
     http_port: int = setting(8080, "Ops HTTP port: /healthz, /readyz, /metrics.", int, minimum=0)
     log_level: str = setting("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 

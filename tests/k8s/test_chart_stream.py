@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from model_server.core.codec import cloudevent
+from model_server.kserve.workers import auto_workers
 from model_server.stream.settings import StreamSettings
 
 from .rendering import CHART, helm_template, helm_template_error, kinds, one
@@ -60,6 +61,15 @@ def test_consumer_runs_the_same_image_with_flags_the_consumer_accepts(helm):
     assert settings.tls_ca == "/etc/kafka-tls/ca.crt" and settings.commit_interval_ms == 50
     secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in consumer["env"]}
     assert secrets["MODEL_SERVER_SASL_PASSWORD"] == {"name": "iris-kafka-user", "key": "password"}
+
+
+@pytest.mark.parametrize("workers,expected", [(None, 1), ("2", 2), ("auto", None)])
+def test_consumer_workers_value_is_its_workers_flag(helm, workers, expected):
+    extra = [] if workers is None else ["--set", f"stream.workers={workers}"]
+    args = container(helm_template(helm, *MINIMAL_STREAM, *extra))["args"]
+    assert f"--workers={workers or 1}" in args
+    settings = StreamSettings.from_args(args, environ={})
+    assert settings.workers == (expected or auto_workers())
 
 
 def test_consumer_is_hardened_and_probed_on_its_ops_port(helm):

@@ -254,3 +254,32 @@ def test_a_group_of_two_processes_shares_the_partitions(demo_model_dir, topics):
     assert owned[0] and owned[1] and not owned[0] & owned[1], owned
     assert owned[0] | owned[1] == {str(p) for p in range(PARTITIONS)}
     assert all(m[("model_server_stream_messages_out_total", ())] > 0 for m in metrics)
+
+
+def test_a_poll_is_predicted_together_and_a_bad_message_among_good_ones_fails_alone(demo_model_dir, topics):
+    rows = np.random.default_rng(3).uniform(0.1, 7.5, size=(300, 4)).round(2)
+    bad = {
+        40: b"not json {",
+        41: orjson.dumps({"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 3], "data": [1, 2, 3]}]}),
+        150: orjson.dumps({"instances": [[1, 2, None, 4]]}),  # null: iris does not take missing values
+        299: orjson.dumps({"rows": [[1, 2, 3, 4]]}),
+    }
+    values = [bad.get(i, v2(f"r{i}", rows[i].tolist())) for i in range(len(rows))]
+    sent = run(produce(topics.bootstrap, topics.input, [(b"one-key", value, None) for value in values]))
+    with running_stream(demo_model_dir, topics.bootstrap, *topics.args()) as stream:
+        out = run(consume(topics.bootstrap, topics.output, len(rows) - len(bad)))
+        errors = run(consume(topics.bootstrap, topics.errors, len(bad)))
+        metrics = stream.metrics()
+    expected = joblib.load(demo_model_dir / "model.joblib").predict(rows)
+    answers = {
+        request_id: orjson.loads(r.value)["outputs"][0]["data"]
+        for request_id, r in zip(answered_ids(out), out, strict=True)
+    }
+    assert answers == {f"r{i}": [int(expected[i])] for i in range(len(rows)) if i not in bad}  # each its own row's
+    assert answered_ids(out) == [f"r{i}" for i in range(len(rows)) if i not in bad]  # in input order
+    assert [record.value for record in errors] == list(bad.values())
+    assert [headers_of(r)["model-server-input"] for r in errors] == [coordinates(topics.input, sent[i]) for i in bad]
+    assert "the model expects 4" in headers_of(errors[1])["model-server-error"]
+    calls = total(metrics, "model_server_batch_size_count", model="iris")
+    assert total(metrics, "model_server_batch_size_sum", model="iris") == len(rows) - len(bad)
+    assert calls <= 10, f"{len(rows) - len(bad)} messages in {calls} estimator calls"  # a few polls, one call each

@@ -141,3 +141,75 @@ def test_the_repository_api_is_gated_before_the_registry_is_touched(registry):
     for authorization in (None, "Bearer wrong", "Basic s3cret"):
         with pytest.raises(Unauthorized):
             asyncio.run(guarded.unload("iris", authorization))
+
+
+def batch_size_count() -> float:
+    return sum(
+        s.value
+        for family in REGISTRY.collect()
+        for s in family.samples
+        if s.name == "model_server_batch_size_count" and s.labels["model"] == ""
+    )
+
+
+def test_infer_many_predicts_the_good_requests_together_and_fails_the_bad_alone(registry, iris_predictor):
+    rows = np.random.default_rng(7).uniform(0.1, 7, size=(40, 4))
+    items = [V2Request(f"r{i}", [Tensor("x", "FP64", rows[i : i + 1])], None, set()) for i in range(40)]
+    items[3] = V1Request([[1, 2]], [PREDICT])  # 2 features: the schema refuses it
+    items[17] = InvalidInput("request body is not valid JSON")  # fails decoding
+    items[25] = V1Request(rows[25:28].tolist(), [PREDICT])  # three rows in one request
+
+    def decode(item):
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def encode(item, request, response):
+        return response.outputs[0].data.tolist()
+
+    before = {code: count("seam-test-many", code) for code in ("200", "400")}
+    calls = batch_size_count()
+    answers = asyncio.run(
+        DataPlane(registry).infer_many("iris", None, items, decode, protocol="seam-test-many", encode=encode)
+    )
+    expected = iris_predictor.estimator.predict(rows).tolist()
+    for i, answer in enumerate(answers):
+        if i in (3, 17):
+            assert isinstance(answer, InvalidInput)
+        elif i == 25:
+            assert answer == expected[25:28]
+        else:
+            assert answer == [expected[i]], i
+    assert "instance 0 has 2 features, the model expects 4" in str(answers[3])
+    assert count("seam-test-many", "200") == before["200"] + 38
+    assert count("seam-test-many", "400") == before["400"] + 2
+    assert batch_size_count() == calls + 1  # 40 rows in one estimator call
+
+
+def test_infer_many_splits_batches_at_max_batch_size_and_retries_a_failed_one_alone(demo_model_dir, tmp_path):
+    import joblib
+
+    from model_server.core.predictor import Predictor
+    from tests.support.estimators import FailsOnNegative
+
+    model_dir = tmp_path / "fragile"
+    model_dir.mkdir()
+    joblib.dump(FailsOnNegative().fit(np.zeros((1, 2))), model_dir / "model.joblib")
+    predictor = Predictor.load(model_dir, max_batch_size=4, model_name="fragile")
+    requests = [V1Request([[1, 1]], [PREDICT]) for _ in range(10)]
+    requests[6] = V1Request([[-1, -1]], [PREDICT])  # the model raises on it, and only on it
+    results = asyncio.run(predictor.infer_many(requests))
+    assert [isinstance(r, Exception) for r in results] == [i == 6 for i in range(10)]
+    assert "simulated model failure" in str(results[6])
+    assert all(r[0].data.tolist() == [1] for i, r in enumerate(results) if i != 6)
+
+
+def test_infer_many_refuses_every_item_of_an_unknown_or_unready_model(registry):
+    dataplane = DataPlane(registry)
+
+    def decode(item):
+        raise AssertionError("not decoded: the model is not there")
+
+    for name, error in (("nope", ModelNotFound), ("loading", ModelNotReady)):
+        answers = asyncio.run(dataplane.infer_many(name, None, [1, 2], decode, protocol="seam-test", encode=None))
+        assert [type(a) for a in answers] == [error, error]

@@ -111,3 +111,14 @@ def test_tls_flags_are_named_as_the_servers_and_the_old_names_still_work(capsys)
         parse(["--help"])
     listed = capsys.readouterr().out
     assert "--tls_ca" in listed and "--ssl_cafile" not in listed
+
+
+def test_workers_a_number_or_auto_from_the_cgroup_cpu_limit(tmp_path, monkeypatch):
+    (tmp_path / "cpu.max").write_text("300000 100000\n")  # a 3-CPU limit
+    monkeypatch.setenv("MODEL_SERVER_CGROUP_ROOT", str(tmp_path))
+    assert parse(TOPICS).workers == 1
+    assert parse([*TOPICS, "--workers=auto"]).workers == 3
+    assert parse(TOPICS, {"MODEL_SERVER_WORKERS": "2"}).workers == 2
+    with pytest.raises(SystemExit) as exited:
+        parse([*TOPICS, "--workers=0"])
+    assert exited.value.code == 2

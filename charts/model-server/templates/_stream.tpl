@@ -38,6 +38,7 @@ checkov.io/skip4: CKV_K8S_35=aiokafka takes the SASL password as a string; a sec
 {{- end }}
 - --group_id={{ include "model-server.streamGroup" . }}
 - --max_in_flight={{ $s.maxInFlight }}
+- --workers={{ $s.workers }}
 - --security_protocol={{ $s.securityProtocol }}
 {{- if hasPrefix "SASL" $s.securityProtocol }}
 - --sasl_mechanism={{ $s.sasl.mechanism }}

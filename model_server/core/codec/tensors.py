@@ -76,8 +76,12 @@ def tensor_from_json(name: str, datatype: str, shape: list[int], data: object) -
                 f"input '{name}' is {datatype}, but its data holds {found.get(array.dtype.kind, array.dtype.name)}"
             )
         check_range(name, datatype, array)
-        with np.errstate(over="ignore"):  # a float past FP16/FP32's range is inf: the schema refuses it
-            array = array.ravel().astype(NUMPY_DTYPES[datatype], copy=False)
+        target = NUMPY_DTYPES[datatype]
+        if array.dtype == target:
+            array = array.ravel()
+        else:
+            with np.errstate(over="ignore"):  # a float past FP16/FP32's range is inf: the schema refuses it
+                array = array.ravel().astype(target, copy=False)
     return array_of_size(name, shape, array)
 
 
@@ -145,6 +149,8 @@ def check_datatype(name: str, datatype: object) -> str:
 
 
 def check_shape(name: str, shape: object) -> list[int]:
+    if type(shape) is list and len(shape) <= MAX_DIMS and all(type(d) is int and d >= 0 for d in shape):
+        return shape  # the common case in one pass; anything else is looked at below
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
         raise InvalidInput(f"input '{name}': shape must be a list of integers, got {shape!r}")
     if len(shape) > MAX_DIMS:
