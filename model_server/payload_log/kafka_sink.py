@@ -19,6 +19,7 @@ from ..core.errors import SettingsError
 from ..core.payload_log import PayloadEvent, dumps
 
 HEADERS = [("content-type", b"application/json")]
+MAX_BATCH_BYTES = 512 * 1024
 # Events encoded between two yields to the event loop: requests wait at most that many encodings.
 CHUNK = 64
 
@@ -43,7 +44,13 @@ class KafkaSink:
     async def _started(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap, acks=1, linger_ms=5, request_timeout_ms=10_000
+                bootstrap_servers=self.bootstrap,
+                acks=1,
+                linger_ms=5,
+                request_timeout_ms=10_000,
+                # A drain's events in one record batch, not aiokafka's 16 KB ones: fewer batches and
+                # futures per event (within the broker's default message.max.bytes, about 1 MB).
+                max_batch_size=MAX_BATCH_BYTES,
             )
             try:
                 await producer.start()
