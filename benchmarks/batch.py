@@ -123,7 +123,7 @@ def raw_engine_seconds(model_dir: Path, X: np.ndarray) -> tuple[float, str]:
         started = time.perf_counter()
         engine.predict(X)
         best = min(best, time.perf_counter() - started)
-    return best, type(engine).__name__ if engine is not predictor.estimator else "scikit-learn"
+    return best, getattr(engine, "name", type(engine).__name__) if engine is not predictor.estimator else "scikit-learn"
 
 
 def mlserver_infer(model, X: np.ndarray, workdir: Path, rows_per_request: int) -> float:
