@@ -1,12 +1,15 @@
-"""The stream tests' broker (tansu, one per session, in memory) and fresh topics per test."""
+"""The stream tests' broker (tansu, one per session, in memory), fresh topics per test, and a slow model."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 
+import joblib
+import numpy as np
 import pytest
 
+from tests.support.estimators import SlowPredict
 from tests.support.kafka import create_topics, run, start_broker
 
 PARTITIONS = 4
@@ -40,3 +43,12 @@ def topics(broker) -> Topics:
     names = Topics(broker.bootstrap, f"in-{suffix}", f"out-{suffix}", f"err-{suffix}", f"group-{suffix}")
     run(create_topics(broker.bootstrap, PARTITIONS, names.input, names.output, names.errors))
     return names
+
+
+@pytest.fixture
+def slow_model_dir(tmp_path):
+    """A model that takes 5 ms per predict call: messages are in flight when a test stops it."""
+    model_dir = tmp_path / "slow"
+    model_dir.mkdir()
+    joblib.dump(SlowPredict(0.005).fit(np.zeros((1, 4))), model_dir / "model.joblib")
+    return model_dir

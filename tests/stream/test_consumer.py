@@ -10,9 +10,8 @@ from collections import defaultdict
 import joblib
 import numpy as np
 import orjson
-import pytest
 
-from tests.support.estimators import FailsOnNegative, SlowPredict
+from tests.support.estimators import FailsOnNegative
 from tests.support.kafka import (
     committed_offsets,
     consume,
@@ -174,14 +173,6 @@ def test_order_per_key_and_consecutive_messages_predicted_together(demo_model_di
     assert dict(sequences) == {key: list(range(n // 10)) for key in keys}  # each key in order, no gap, no repeat
     calls = total(metrics, "model_server_batch_size_count", model="iris")
     assert total(metrics, "model_server_batch_size_sum", model="iris") == n and calls < n / 4, f"{n} in {calls} calls"
-
-
-@pytest.fixture
-def slow_model_dir(tmp_path):
-    model_dir = tmp_path / "slow"
-    model_dir.mkdir()
-    joblib.dump(SlowPredict(0.005).fit(np.zeros((1, 4))), model_dir / "model.joblib")
-    return model_dir
 
 
 def test_sigkill_mid_stream_then_restart_loses_nothing(slow_model_dir, topics):

@@ -16,7 +16,6 @@ import numpy as np
 import orjson
 import pytest
 
-from tests.support.estimators import SlowPredict
 from tests.support.kafka import committed_offsets, consume, headers_of, produce, run, spawn_stream, wait_for_records
 
 from .conftest import PARTITIONS
@@ -67,14 +66,6 @@ def wait_for_split(stream, timeout: float = 30) -> dict[int, set[str]]:
             return held
         time.sleep(0.1)
     raise AssertionError(f"the partitions were not split between two workers:\n{stream.log()[-3000:]}")
-
-
-@pytest.fixture
-def slow_model_dir(tmp_path):
-    model_dir = tmp_path / "slow"
-    model_dir.mkdir()
-    joblib.dump(SlowPredict(0.005).fit(np.zeros((1, 4))), model_dir / "model.joblib")
-    return model_dir
 
 
 def test_two_workers_split_the_partitions_and_one_scrape_sums_them(demo_model_dir, topics):
