@@ -114,7 +114,7 @@ def digest(directory: Path) -> str:
 
 
 def raw_engine_seconds(model_dir: Path, X: np.ndarray) -> tuple[float, str]:
-    from model_server.core.predictor import Predictor
+    from model_server.core.predictor import Predictor, _engine_name
 
     predictor = Predictor.load(model_dir)
     engine = predictor.engine
@@ -123,7 +123,7 @@ def raw_engine_seconds(model_dir: Path, X: np.ndarray) -> tuple[float, str]:
         started = time.perf_counter()
         engine.predict(X)
         best = min(best, time.perf_counter() - started)
-    return best, getattr(engine, "name", type(engine).__name__) if engine is not predictor.estimator else "scikit-learn"
+    return best, _engine_name(engine, predictor.estimator)  # as the server's load log names it
 
 
 def mlserver_infer(model, X: np.ndarray, workdir: Path, rows_per_request: int) -> float:
